@@ -1,0 +1,1 @@
+"""Analysis of finished run folders: step-wise / critical-data-size analysis (`grok cds`)."""

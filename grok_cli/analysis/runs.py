@@ -1,0 +1,177 @@
+"""Reading finished run folders (metrics.csv, summary.json, .hydra/config.yaml).
+
+Analysis commands read files only, so they work on runs copied back from a cluster or made by
+an older version: every field except metrics.csv is optional and missing ones become None.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import OmegaConf
+
+METRICS_FILE = "metrics.csv"
+SUMMARY_FILE = "summary.json"
+CONFIG_FILE = Path(".hydra") / "config.yaml"
+REQUIRED_COLUMNS = ("step", "train_acc", "test_acc")
+# Used when a run's config has no `thresholds` (the run config's documented defaults).
+DEFAULT_MEMORIZE = 0.99
+DEFAULT_GENERALIZE = 0.95
+
+
+def find_run_dirs(roots: Iterable[Path]) -> list[Path]:
+    """Every folder holding a metrics.csv, at any depth under each root (a root may be a run)."""
+    found: dict[Path, None] = {}  # a dict keeps the order and drops overlaps between roots
+    for root in roots:
+        for metrics in sorted(Path(root).rglob(METRICS_FILE)):
+            if metrics.is_file():
+                found.setdefault(metrics.parent.resolve(), None)
+    return list(found)
+
+
+def read_config(run_dir: Path) -> dict[str, Any]:
+    """The run's Hydra config as plain dicts; {} when the run has none."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        return {}
+    conf = OmegaConf.load(path)
+    try:
+        return OmegaConf.to_container(conf, resolve=True)  # type: ignore[return-value]
+    except Exception:
+        # ${hydra:...} and similar only resolve inside a Hydra app; keep them as text then.
+        return OmegaConf.to_container(conf, resolve=False)  # type: ignore[return-value]
+
+
+def read_summary(run_dir: Path) -> dict[str, Any] | None:
+    """summary.json as a dict; None when the run never wrote one (still running or killed)."""
+    path = Path(run_dir) / SUMMARY_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _to_float(text: str | None) -> float:
+    try:
+        return float(text) if text not in (None, "") else math.nan
+    except ValueError:
+        return math.nan
+
+
+def read_metrics(run_dir: Path) -> dict[str, np.ndarray]:
+    """metrics.csv as column -> float array, rows sorted by step; rows without a step dropped.
+
+    Raises ValueError when the file lacks step/train_acc/test_acc or has no rows.
+    """
+    path = Path(run_dir) / METRICS_FILE
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        columns = list(reader.fieldnames or [])
+        missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+        if missing:
+            raise ValueError(f"{path} lacks column(s) {', '.join(missing)}")
+        rows = [{c: _to_float(row.get(c)) for c in columns} for row in reader]
+    rows = [r for r in rows if not math.isnan(r["step"])]
+    if not rows:
+        raise ValueError(f"{path} has no rows")
+    rows.sort(key=lambda r: r["step"])
+    return {c: np.array([r[c] for r in rows], dtype=float) for c in columns}
+
+
+def _get(mapping: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(mapping, dict) or key not in mapping:
+            return None
+        mapping = mapping[key]
+    return mapping
+
+
+@dataclass
+class Run:
+    """One run folder: what the analysis commands need from its config and summary."""
+
+    path: Path
+    config: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] | None = None
+
+    @classmethod
+    def load(cls, run_dir: Path) -> Run:
+        return cls(Path(run_dir), read_config(run_dir), read_summary(run_dir))
+
+    @property
+    def status(self) -> str:
+        if self.summary is None:
+            return "unfinished"
+        return str(self.summary.get("status", "unknown"))
+
+    @property
+    def data_size(self) -> int | None:
+        """Number of training samples: summary n_train, else the config's train_size."""
+        value = _get(self.summary, "n_train")
+        if value is None:
+            value = self.config.get("train_size")
+        return int(value) if isinstance(value, (int, float)) else None
+
+    @property
+    def data_fraction(self) -> float | None:
+        """The config's data_fraction, only when train_size did not override it."""
+        if self.config.get("train_size") is not None:
+            return None
+        value = self.config.get("data_fraction")
+        return float(value) if isinstance(value, (int, float)) else None
+
+    @property
+    def seed(self) -> int | None:
+        return self.config.get("seed")
+
+    @property
+    def task_name(self) -> str | None:
+        return _get(self.config, "task", "name")
+
+    @property
+    def model_name(self) -> str | None:
+        return _get(self.config, "model", "name")
+
+    @property
+    def hidden_size(self) -> int | None:
+        return _get(self.config, "model", "hidden_size")
+
+    @property
+    def num_layers(self) -> int | None:
+        return _get(self.config, "model", "num_layers")
+
+    @property
+    def memorize_threshold(self) -> float:
+        value = _get(self.config, "thresholds", "memorize")
+        return float(value) if value is not None else DEFAULT_MEMORIZE
+
+    @property
+    def generalize_threshold(self) -> float:
+        value = _get(self.config, "thresholds", "generalize")
+        return float(value) if value is not None else DEFAULT_GENERALIZE
+
+    def skip_reason(self) -> str | None:
+        """Why an analysis should leave this run out, or None when it is a usable finished run."""
+        if self.summary is None:
+            return "unfinished: no summary.json"
+        if self.status != "completed":
+            error = self.summary.get("error")
+            return f"status {self.status}" + (f": {error}" if error else "")
+        if self.data_size is None:
+            return "data size unknown: no n_train in summary.json nor train_size in config"
+        return None
+
+
+def load_runs(roots: Iterable[Path]) -> list[Run]:
+    """All run folders under the roots, loaded (metrics are read separately, when needed)."""
+    return [Run.load(path) for path in find_run_dirs(roots)]

@@ -1,0 +1,42 @@
+"""Model builders: HF configs -> modules mapping token ids [B, T] to logits [B, n_classes].
+
+Every builder takes the model config group and the task and returns an nn.Module whose
+forward is `(x, mask=None) -> logits`. `rescale` applies the grokking configuration's α.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from grok_cli.errors import check_choice
+from grok_cli.models.transformer import build_gpt
+from grok_cli.tasks import TaskData
+
+MODELS: dict[str, Callable[[DictConfig, TaskData], nn.Module]] = {
+    "gpt": build_gpt,
+}
+
+
+def build_model(model_cfg: DictConfig, task: TaskData) -> nn.Module:
+    check_choice("model.name", model_cfg.name, MODELS)
+    return MODELS[model_cfg.name](model_cfg, task)
+
+
+@torch.no_grad()
+def rescale(model: nn.Module, alpha: float) -> None:
+    """Multiply every parameter (embeddings, weights, LayerNorm gains, biases) by α.
+
+    `parameters()` yields tied weights once, so a tied embedding is scaled once, not twice.
+    """
+    for param in model.parameters():
+        param.mul_(alpha)
+
+
+@torch.no_grad()
+def l2_norm(model: nn.Module) -> torch.Tensor:
+    """The L2 norm of all parameters together, as a 0-d tensor (no host sync)."""
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(model.parameters()))))

@@ -1,0 +1,28 @@
+"""Tasks turn a config into tensors on the device: a train and a test split, already pruned.
+
+Each task module registers a builder `build(cfg, device) -> TaskData` in TASKS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from omegaconf import DictConfig
+
+from grok_cli.errors import check_choice
+from grok_cli.tasks.base import Split, TaskData
+from grok_cli.tasks.modular import build_modular
+
+TASKS: dict[str, Callable[[DictConfig, torch.device], TaskData]] = {
+    "modular": build_modular,
+}
+
+
+def build_task(cfg: DictConfig, device: torch.device | str = "cpu") -> TaskData:
+    """Build the task of a run config (top-level cfg with `task`, `data_fraction`, ...)."""
+    check_choice("task.name", cfg.task.name, TASKS)
+    return TASKS[cfg.task.name](cfg, torch.device(device))
+
+
+__all__ = ["Split", "TaskData", "TASKS", "build_task"]

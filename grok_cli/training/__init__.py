@@ -1,0 +1,1 @@
+"""Training: the loop, its records (metrics.csv, summary.json) and checkpoints."""

@@ -1,0 +1,49 @@
+"""Checkpoints that resume a run exactly: written atomically, checked before use."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from grok_cli.errors import GrokError
+
+# A checkpoint only continues a run whose config agrees on these keys; the others
+# (steps, eval_every, ckpt_every, device, ...) may change between the two commands.
+IDENTITY_KEYS = ("task", "model", "optimizer", "alpha", "weight_decay", "data_fraction",
+                 "train_size", "seed", "batch_size")
+
+
+def identity(cfg: DictConfig) -> dict[str, Any]:
+    return {key: OmegaConf.to_container(cfg, resolve=True).get(key) for key in IDENTITY_KEYS}
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write to a temporary file, then rename: a kill mid-write leaves the old file intact."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, cfg: DictConfig) -> dict[str, Any]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a damaged file
+        raise GrokError(f"checkpoint {path} is corrupt or unreadable ({type(err).__name__}); "
+                        "delete it to start over, or pass resume=false") from None
+    if not isinstance(state, dict) or "identity" not in state:
+        raise GrokError(f"checkpoint {path} is not a grok checkpoint; pass resume=false "
+                        "to start over")
+    current = identity(cfg)
+    for key in IDENTITY_KEYS:
+        if state["identity"].get(key) != current[key]:
+            raise GrokError(
+                f"checkpoint {path} does not match this run: {key}={current[key]!r} here, "
+                f"{state['identity'].get(key)!r} in the checkpoint; use the same config or "
+                "a new run folder"
+            )
+    return state

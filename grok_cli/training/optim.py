@@ -1,0 +1,35 @@
+"""Optimizers of the `optimizer` config group, with an optional linear warmup."""
+
+from __future__ import annotations
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from grok_cli.errors import check, check_choice
+
+
+def build_optimizer(
+    cfg: DictConfig, weight_decay: float, model: nn.Module
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    check(cfg.lr > 0, "optimizer.lr", cfg.lr, "a positive number")
+    check(weight_decay >= 0, "weight_decay", weight_decay, "a number >= 0")
+    params = list(model.parameters())
+    common = dict(lr=cfg.lr, weight_decay=weight_decay, foreach=True)
+    name = cfg.name
+    check_choice("optimizer.name", name, ("adamw", "adam", "sgd", "rmsprop"))
+    if name == "adamw":
+        opt = torch.optim.AdamW(params, betas=tuple(cfg.betas), eps=cfg.eps, **common)
+    elif name == "adam":
+        opt = torch.optim.Adam(params, betas=tuple(cfg.betas), eps=cfg.eps, **common)
+    elif name == "sgd":
+        opt = torch.optim.SGD(params, momentum=cfg.momentum, nesterov=cfg.nesterov, **common)
+    else:
+        opt = torch.optim.RMSprop(params, alpha=cfg.smoothing, eps=cfg.eps,
+                                  momentum=cfg.momentum, **common)
+    warmup = cfg.get("warmup_steps", 0)
+    check(warmup >= 0, "optimizer.warmup_steps", warmup, "an integer >= 0")
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
+    )
+    return opt, schedule

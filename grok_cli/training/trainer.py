@@ -1,0 +1,173 @@
+"""The training loop: one readable function, data on the device, host syncs only at evaluation."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from torch import nn
+from tqdm import tqdm
+
+from grok_cli.models import build_model, l2_norm, rescale
+from grok_cli.tasks import Split, TaskData, build_task
+from grok_cli.training.checkpoint import identity, load_checkpoint, save_checkpoint
+from grok_cli.training.optim import build_optimizer
+from grok_cli.training.records import MetricsLog
+
+log = logging.getLogger("grok")
+progress_log = logging.getLogger("grok.progress")
+
+
+@dataclass
+class Outcome:
+    status: str  # completed | diverged
+    task: TaskData
+    device: str
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: Split, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean loss and accuracy over a whole split, in large no-grad batches (0-d tensors)."""
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), device=split.y.device)
+    correct = torch.zeros((), device=split.y.device)
+    for start in range(0, len(split), batch_size):
+        part = split.subset(slice(start, start + batch_size))
+        logits = model(part.x, part.mask)
+        loss_sum += F.cross_entropy(logits.float(), part.y, reduction="sum")
+        correct += (logits.argmax(-1) == part.y).sum()
+    model.train(was_training)
+    return loss_sum / len(split), correct / len(split)
+
+
+def rng_state(generator: torch.Generator) -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "sampler": generator.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["sampler"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def train(cfg: DictConfig, run_dir: Path) -> Outcome:
+    """Train one run into `run_dir`, resuming from its checkpoint when there is one."""
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    task = build_task(cfg, device)
+    model = build_model(cfg.model, task)
+    rescale(model, cfg.alpha)
+    model.to(device).train()
+    optimizer, schedule = build_optimizer(cfg.optimizer, cfg.weight_decay, model)
+    sampler = torch.Generator(device).manual_seed(cfg.seed)
+    train_split, test_split = task.train, task.test
+    full_batch = cfg.batch_size is None or cfg.batch_size >= len(train_split)
+
+    ckpt_path = run_dir / "checkpoints" / "last.pt"
+    start, elapsed_before = 0, 0.0
+    if cfg.resume and ckpt_path.exists():
+        state = load_checkpoint(ckpt_path, cfg)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        set_rng_state(state["rng"], sampler)
+        start, elapsed_before = state["step"], state["elapsed_s"]
+        log.info("resuming from %s at step %d", ckpt_path, start)
+    metrics = MetricsLog(run_dir / "metrics.csv")
+    metrics.start(keep_before_step=start)
+    log.info("task %s: %d train / %d test samples; %d parameters; device %s",
+             cfg.task.name, len(train_split), len(test_split),
+             sum(p.numel() for p in model.parameters()), device)
+
+    bar = tqdm(total=cfg.steps, initial=start, disable=not _show_bar(cfg), file=sys.stderr,
+               dynamic_ncols=True, leave=True)
+    nonfinite = torch.zeros((), dtype=torch.bool, device=device)
+    began = time.perf_counter()
+    outcome = Outcome("completed", task, str(device))
+    for step in range(start, cfg.steps + 1):
+        evaluating = step % cfg.eval_every == 0 or step == cfg.steps
+        if evaluating:
+            # Taken before this step's sampling, so a resume from here replays it exactly.
+            snapshot = rng_state(sampler)
+        if full_batch:
+            logits = model(train_split.x, train_split.mask)
+            loss = F.cross_entropy(logits.float(), train_split.y)
+        else:
+            batch = train_split.subset(
+                torch.randint(len(train_split), (cfg.batch_size,), generator=sampler,
+                              device=device))
+            logits = model(batch.x, batch.mask)
+            loss = F.cross_entropy(logits.float(), batch.y)
+        nonfinite |= ~torch.isfinite(loss.detach())
+
+        if evaluating:
+            if full_batch:  # the training forward already saw the whole split
+                train_stats = (loss.detach(), (logits.argmax(-1) == train_split.y).float().mean())
+            else:
+                train_stats = evaluate(model, train_split, cfg.eval_batch_size)
+            test_stats = evaluate(model, test_split, cfg.eval_batch_size)
+            values = torch.stack([*train_stats, *test_stats, l2_norm(model)]).tolist()  # sync
+            row = dict(zip(("train_loss", "train_acc", "test_loss", "test_acc", "l2_norm"),
+                           values, strict=True))
+            row.update(step=step, lr=schedule.get_last_lr()[0],
+                       elapsed_s=elapsed_before + time.perf_counter() - began)
+            metrics.append(row)
+            _report(bar, row)
+            if bool(nonfinite) or not all(map(_finite, values)):
+                outcome.status = "diverged"
+                outcome.error = (f"non-finite loss by step {step}; the last good checkpoint "
+                                 f"is kept at {ckpt_path}")
+                break
+            if step % cfg.ckpt_every == 0 or step == cfg.steps:
+                save_checkpoint(ckpt_path, {
+                    "step": step, "elapsed_s": row["elapsed_s"], "identity": identity(cfg),
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(), "rng": snapshot,
+                })
+        if step == cfg.steps:
+            break
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        bar.update(1)
+    bar.close()
+    return outcome
+
+
+def _finite(value: float) -> bool:
+    return value == value and abs(value) != float("inf")
+
+
+def _show_bar(cfg: DictConfig) -> bool:
+    return cfg.progress == "bar" or (cfg.progress == "auto" and sys.stderr.isatty())
+
+
+def _report(bar: tqdm, row: dict[str, float]) -> None:
+    text = (f"step {row['step']} train_loss {row['train_loss']:.4f} train_acc "
+            f"{row['train_acc']:.4f} test_loss {row['test_loss']:.4f} test_acc "
+            f"{row['test_acc']:.4f}")
+    progress_log.info(text)
+    bar.set_postfix(train_acc=f"{row['train_acc']:.3f}", test_acc=f"{row['test_acc']:.3f}",
+                    train_loss=f"{row['train_loss']:.3g}", test_loss=f"{row['test_loss']:.3g}",
+                    refresh=False)

@@ -1,0 +1,173 @@
+"""Pathway metrics: pure functions on hand-made inputs, and routing capture on tiny OLMoE models."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from transformers import OlmoeConfig, OlmoeForCausalLM
+
+from grok_cli.pathways import metrics
+from grok_cli.pathways.command import add_accuracy, correlation_rows
+from grok_cli.pathways.routing import capture, find_gates
+
+
+def tiny_olmoe(seed: int = 0, layers: int = 2, experts: int = 8) -> OlmoeForCausalLM:
+    config = OlmoeConfig(vocab_size=64, hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=4,
+                         num_experts=experts, num_experts_per_tok=2, max_position_embeddings=64,
+                         pad_token_id=0, eos_token_id=1, bos_token_id=None,
+                         # a wide init makes routers peaked, so pathways have no near-ties
+                         initializer_range=0.5)
+    torch.manual_seed(seed)
+    return OlmoeForCausalLM(config).eval()
+
+
+# ---- pathways and thresholds ----
+
+def test_layer_pathway_sorts_and_stops_at_threshold() -> None:
+    assert metrics.layer_pathway(np.array([0.1, 0.5, 0.15, 0.25]), 0.7) == [1, 3]
+    assert metrics.layer_pathway(np.array([0.1, 0.5, 0.15, 0.25]), 0.76) == [1, 3, 2]
+
+
+def test_layer_pathway_exact_equality_reaches_threshold() -> None:
+    # 0.5 + 0.2 is exactly the threshold: two experts, not three
+    assert metrics.layer_pathway(np.array([0.2, 0.5, 0.3]), 0.8) == [1, 2]
+    assert metrics.layer_pathway(np.array([0.5, 0.2, 0.1, 0.2]), 0.7) == [0, 1]
+    # fp32 rounding a hair below the threshold still counts as reaching it
+    assert metrics.layer_pathway(np.array([0.5, 0.2 - 1e-8, 0.3 + 1e-8]), 0.7) == [0, 2]
+
+
+def test_layer_pathway_ties_prefer_lower_index() -> None:
+    assert metrics.layer_pathway(np.array([0.25, 0.25, 0.25, 0.25]), 0.5) == [0, 1]
+    assert metrics.layer_pathway(np.array([0.1, 0.3, 0.3, 0.3]), 0.6) == [1, 2]
+    assert metrics.layer_pathway(np.array([0.1, 0.3, 0.3, 0.3]), 1.0) == [1, 2, 3, 0]
+
+
+def test_pathway_strings() -> None:
+    pathway = [[3, 1, 5], [0, 12]]
+    assert metrics.pathway_string(pathway, "char") == "3,1,5-0,12"
+    expert = metrics.pathway_string(pathway, "expert")
+    assert len(expert) == 6  # one character per expert plus one separator
+
+
+def test_d_path_all_pairs_char_and_expert_units() -> None:
+    pathways = [[[1, 2], [3]], [[1, 2], [3]], [[1], [13]]]
+    # char strings "1,2-3", "1,2-3", "1-13": distances 0, 3, 3
+    result = metrics.d_path(pathways, "char")
+    assert result["n_pairs"] == 3
+    assert result["d_path_mean"] == pytest.approx(2.0)
+    assert result["d_path_std"] == pytest.approx(math.sqrt(2.0))
+    assert result["d_path_layer_0"] == pytest.approx((0 + 2 + 2) / 3)  # "1,2" vs "1"
+    assert result["d_path_layer_1"] == pytest.approx((0 + 1 + 1) / 3)  # "3" vs "13"
+    # expert unit: [1,2|3] vs [1|13]: drop 2, substitute 3 -> 13: 2 edits
+    assert metrics.d_path(pathways, "expert")["d_path_mean"] == pytest.approx((0 + 2 + 2) / 3)
+
+
+def test_d_path_blocks_match_plain_all_pairs(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(1)
+    strings = ["".join(rng.choice(list("0123,-"), size=rng.integers(1, 12))) for _ in range(23)]
+    whole = metrics.mean_pair_distance(strings)
+    monkeypatch.setattr(metrics, "CDIST_BLOCK", 5)  # several blocks, a ragged last one
+    assert metrics.mean_pair_distance(strings) == pytest.approx(whole)
+    from rapidfuzz.distance import Levenshtein
+    direct = [Levenshtein.distance(a, b) for i, a in enumerate(strings) for b in strings[i + 1:]]
+    assert whole[0] == pytest.approx(np.mean(direct))
+    assert whole[1] == pytest.approx(np.std(direct))
+
+
+def test_d_path_sampled_pairs_is_seeded_and_close() -> None:
+    rng = np.random.default_rng(2)
+    strings = ["".join(rng.choice(list("abc"), size=8)) for _ in range(60)]
+    full_mean = metrics.mean_pair_distance(strings)[0]
+    first = metrics.mean_pair_distance(strings, max_pairs=500, seed=3)
+    assert first == metrics.mean_pair_distance(strings, max_pairs=500, seed=3)
+    assert first[2] == 500
+    assert first[0] == pytest.approx(full_mean, rel=0.1)
+
+
+def test_routing_smoothness_hand_computed() -> None:
+    # W_l rows are expert embeddings; g picks them so r = e_x, then e_x, then (e_x + e_y)/2
+    router_weights = np.array([[[1.0, 0.0], [0.0, 1.0]]] * 3)
+    g = np.array([[[1.0, 0.0], [1.0, 0.0], [0.5, 0.5]]])
+    consistency, complexity = metrics.routing_smoothness(g, router_weights)
+    cosines = [1.0, 1 / math.sqrt(2)]
+    assert consistency[0] == pytest.approx(np.mean(cosines))
+    assert complexity[0] == pytest.approx(1 - np.mean(cosines) / (1.0 + 1e-8))
+
+
+# ---- memorization and correlations ----
+
+def test_memorization_index_on_a_loss_table() -> None:
+    losses = np.array([
+        [2.0, 0.3, 0.10, 0.10],  # memorized from checkpoint 1
+        [0.1, 0.1, 0.10, 0.10],  # from the start
+        [0.1, 0.9, 0.10, 0.10],  # a relapse: only from checkpoint 2
+        [2.0, 0.45, 0.3, 0.20],  # checkpoint 1 is 0.25 away from the final loss: from 2
+        [2.0, 2.0, 2.00, 0.60],  # final loss above epsilon: never
+    ])
+    got = metrics.memorization_index(losses, epsilon=0.5, delta=0.2)
+    assert got.tolist() == [1, 0, 2, 2, -1]
+
+
+def test_moving_average_is_trailing() -> None:
+    assert metrics.moving_average(np.array([3.0, 1.0, 2.0, 6.0]), 2).tolist() == [3, 2, 1.5, 4]
+
+
+def test_correlations_hand_computed() -> None:
+    rows = [{"checkpoint": f"c{t}", "group": "all", "d_path_mean": d, "consistency_mean": c,
+             "complexity_mean": 0.5, "loss_mean": loss}
+            for t, (d, c, loss) in enumerate([(3.0, 0.1, 1.0), (2.0, 0.2, 3.0), (1.0, 0.4, 2.0)])]
+    add_accuracy(rows, {"": {"c0": 0.2, "c1": 0.4, "c2": 0.6}}, loss_window=2)
+    table = {r["metric"]: r for r in correlation_rows(rows)}
+    assert table["d_path"]["pearson"] == pytest.approx(-1.0)
+    assert table["d_path"]["spearman"] == pytest.approx(-1.0)
+    # consistency (0.1, 0.2, 0.4) vs accuracy (0.2, 0.4, 0.6): deviations (-4, -1, 5)/30
+    # and (-1, 0, 1)/5, so r = 9 / sqrt(42 * 2)
+    assert table["consistency"]["pearson"] == pytest.approx(9 / math.sqrt(42 * 2))
+    assert table["consistency"]["spearman"] == pytest.approx(1.0)
+    assert math.isnan(table["complexity"]["pearson"])  # constant: undefined
+    assert [r["loss_ma"] for r in rows] == [1.0, 2.0, 2.5]
+    assert table["loss"]["n"] == 3
+
+
+# ---- routing capture on a tiny model ----
+
+def direct_routing(model: OlmoeForCausalLM, ids: torch.Tensor) -> tuple[np.ndarray, float]:
+    """One unpadded sample through output_router_logits (no hooks): g (layers, experts), loss."""
+    with torch.no_grad():
+        out = model(input_ids=ids[None], output_router_logits=True)
+    g = np.stack([torch.softmax(logits.float(), -1).mean(0).numpy()
+                  for logits in out.router_logits])
+    log_probs = torch.log_softmax(out.logits[0, :-1].float(), -1)
+    loss = -log_probs[torch.arange(len(ids) - 1), ids[1:]].mean().item()
+    return g, loss
+
+
+def test_capture_batched_with_padding_matches_one_at_a_time() -> None:
+    model = tiny_olmoe()
+    generator = torch.Generator().manual_seed(0)
+    sequences = [torch.randint(2, 64, (n,), generator=generator) for n in (5, 11, 3, 8, 11, 2)]
+    routing = capture(model, sequences, batch_size=4)
+    assert routing.g.shape == (6, 2, 8)
+    assert routing.router_weights.shape == (2, 8, 32)
+    for i, ids in enumerate(sequences):
+        g, loss = direct_routing(model, ids)
+        np.testing.assert_allclose(routing.g[i], g, atol=1e-5)
+        assert routing.loss[i] == pytest.approx(loss, abs=1e-4)
+        assert (metrics.pathway_string(metrics.sample_pathways(routing.g[i:i + 1], 0.7)[0])
+                == metrics.pathway_string(metrics.sample_pathways(g[None], 0.7)[0]))
+    gates = find_gates(model)
+    np.testing.assert_array_equal(routing.router_weights[1], gates[1].weight.detach().numpy())
+
+
+def test_capture_last_token_loss() -> None:
+    model = tiny_olmoe(seed=1)
+    ids = torch.tensor([5, 9, 17, 33])
+    routing = capture(model, [ids, torch.tensor([4, 8])], batch_size=2, loss_tokens="last")
+    with torch.no_grad():
+        logits = model(input_ids=ids[None]).logits[0]
+    expected = -torch.log_softmax(logits[-2].float(), -1)[33].item()
+    assert routing.loss[0] == pytest.approx(expected, abs=1e-4)

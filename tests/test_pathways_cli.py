@@ -1,0 +1,160 @@
+"""`grok pathways` through the CLI: tiny saved OLMoE checkpoints, outputs, and one-line errors.
+
+Two runs go through a real subprocess; the others call the same CLI entry point in-process
+(grok_cli.cli.main), which saves the interpreter start-up and the torch import each time.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import grok
+from omegaconf import OmegaConf
+from test_pathways import tiny_olmoe
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from grok_cli import cli
+from grok_cli.pathways import routing
+from grok_cli.tasks import build_task
+
+CHECKPOINTS = ["ck0", "ck1", "ck2"]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("pathways")
+    for seed, name in enumerate(CHECKPOINTS):
+        tiny_olmoe(seed).save_pretrained(root / name)
+    tiny_olmoe(0, experts=4).save_pretrained(root / "four_experts")
+    GPT2LMHeadModel(GPT2Config(vocab_size=64, n_embd=32, n_layer=1, n_head=2,
+                               n_positions=64, bos_token_id=1,
+                               eos_token_id=1)).save_pretrained(root / "gpt2")
+    generator = torch.Generator().manual_seed(0)
+    with (root / "data.jsonl").open("w") as handle:
+        for i in range(10):
+            ids = torch.randint(2, 64, (int(torch.randint(3, 12, (1,))),), generator=generator)
+            record = {"id": f"s{i}", "group": "code" if i % 2 else "web", "input_ids": ids.tolist()}
+            handle.write(json.dumps(record) + "\n")
+    (root / "acc.csv").write_text("checkpoint,accuracy\nck0,0.1\nck1,0.3\nck2,0.2\n")
+    (root / "no_tokens.jsonl").write_text('{"id": 1, "words": "hello"}\n')
+    return root
+
+
+def run_in_process(args: list[str], monkeypatch: pytest.MonkeyPatch, cwd: Path) -> int:
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", list(sys.argv))  # cli.main rewrites sys.argv for Hydra
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["pathways", *args])
+        raise SystemExit(0)
+    return exit_info.value.code
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_end_to_end_outputs(workdir: Path) -> None:
+    out = workdir / "out_e2e"
+    result = grok("pathways", f"moe.checkpoints=[{','.join(CHECKPOINTS)}]",
+                  "data.path=data.jsonl", "accuracy=acc.csv", "memorization.epsilon=100",
+                  "memorization.delta=100", f"hydra.run.dir={out}", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    for name in ("pathways_samples.csv", "pathways.csv", "correlations.csv", "pathways.json",
+                 "pathways.png"):
+        assert (out / name).is_file(), name
+    samples = read_rows(out / "pathways_samples.csv")
+    assert len(samples) == 30
+    assert {"checkpoint", "sample_id", "group", "loss", "pathway", "consistency",
+            "complexity"} <= set(samples[0])
+    rows = read_rows(out / "pathways.csv")
+    assert {"checkpoint", "group", "n_samples", "d_path_mean", "d_path_std", "n_pairs",
+            "consistency_mean", "complexity_mean", "loss_mean", "d_path_layer_0",
+            "d_path_layer_1"} <= set(rows[0])
+    groups = {row["group"] for row in rows}
+    # epsilon = delta = 100: every sample is memorized from the first checkpoint
+    assert groups == {"all", "code", "web", "Pretrain@ck0"}
+    assert [r["accuracy"] for r in rows if r["group"] == "all"] == ["0.1", "0.3", "0.2"]
+    correlations = read_rows(out / "correlations.csv")
+    assert set(correlations[0]) == {"group", "metric", "pearson", "spearman", "n"}
+    assert {r["metric"] for r in correlations} == {"d_path", "consistency", "complexity",
+                                                    "loss", "loss_ma"}
+    summary = json.loads((out / "pathways.json").read_text())
+    assert summary["n_samples"] == 10 and summary["checkpoints"] == CHECKPOINTS
+
+
+def test_mixed_architectures_fail_in_one_line(workdir: Path) -> None:
+    result = grok("pathways", "moe.checkpoints=[ck0,four_experts]", "data.path=data.jsonl",
+                  f"hydra.run.dir={workdir / 'out_arch'}", cwd=workdir)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "differ in architecture" in error[0], result.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["moe.checkpoints=[gpt2]", "data.path=data.jsonl"], "without MoE layers"),
+    (["moe.checkpoints=[ck0,ck1]", "data.path=no_tokens.jsonl"], "neither a `text` nor"),
+    (["moe.checkpoints=[ck0,ck1]", "data.path=data.jsonl", "accuracy=acc.csv"],
+     "'ck2' is none of the checkpoints"),
+    (["moe.checkpoints=[ck0]", "data.path=data.jsonl", "pathway.threshold=1.5"],
+     "pathway.threshold=1.5"),
+    (["data.path=data.jsonl"], "exactly one of moe.checkpoints"),
+])
+def test_bad_input_is_one_line(workdir: Path, monkeypatch: pytest.MonkeyPatch,
+                               capsys: pytest.CaptureFixture, args: list[str],
+                               message: str) -> None:
+    code = run_in_process([*args, f"hydra.run.dir={workdir / 'out_bad'}"], monkeypatch, workdir)
+    err = capsys.readouterr().err
+    assert code == 2
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("offline", ["1", "0"])
+def test_unreachable_hub_fails_fast(workdir: Path, monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture, offline: str) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", offline)
+    monkeypatch.setenv("HF_ENDPOINT", "http://hub.invalid")  # never resolves
+    routing.hub_reachable.cache_clear()
+    start = time.perf_counter()
+    code = run_in_process(["moe.model=allenai/OLMoE-1B-7B-0924",
+                           "moe.revisions=[step5000-tokens20B]", "data.path=data.jsonl",
+                           f"hydra.run.dir={workdir / 'out_hub'}"], monkeypatch, workdir)
+    routing.hub_reachable.cache_clear()
+    assert time.perf_counter() - start < 10
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "allenai/OLMoE-1B-7B-0924@step5000-tokens20B" in err and "moe.checkpoints" in err
+
+
+def test_from_run_folder(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hydra import compose, initialize_config_dir
+
+    run_dir = workdir / "run"
+    with initialize_config_dir(config_dir=str(cli.conf_dir()), version_base="1.3"):
+        run_cfg = compose("run", overrides=["task.p=5", "data_fraction=1.0"])
+    n_train = len(build_task(run_cfg).train.y)
+    (run_dir / ".hydra").mkdir(parents=True)
+    OmegaConf.save(run_cfg, run_dir / ".hydra" / "config.yaml")
+    for seed, step in enumerate((10, 0, 200)):  # step_200 sorts after step_10 by number
+        tiny_olmoe(seed).save_pretrained(run_dir / "checkpoints" / f"step_{step}")
+    (run_dir / "metrics.csv").write_text(
+        "step,train_loss,train_acc,test_loss,test_acc\n0,3,0.1,3,0.05\n10,1,0.5,2,0.25\n"
+        "200,0.1,1.0,0.5,0.75\n")
+    out = workdir / "out_run"
+    code = run_in_process([f"moe.from_run={run_dir}", f"hydra.run.dir={out}"], monkeypatch,
+                          workdir)
+    assert code == 0
+    rows = [r for r in read_rows(out / "pathways.csv") if r["group"] == "all"]
+    assert [r["checkpoint"] for r in rows] == ["step_0", "step_10", "step_200"]
+    assert [r["accuracy"] for r in rows] == ["0.05", "0.25", "0.75"]
+    assert rows[0]["n_samples"] == str(n_train)
+    assert json.loads((out / "pathways.json").read_text())["loss_tokens"] == "last"
