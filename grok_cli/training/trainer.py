@@ -18,6 +18,7 @@ from tqdm import tqdm
 from grok_cli.models import build_model, l2_norm, rescale
 from grok_cli.tasks import Split, TaskData, build_task
 from grok_cli.training.checkpoint import identity, load_checkpoint, save_checkpoint
+from grok_cli.training.loggers import Logger, build_loggers
 from grok_cli.training.optim import build_optimizer
 from grok_cli.training.records import MetricsLog
 
@@ -70,8 +71,41 @@ def set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def train(cfg: DictConfig, run_dir: Path) -> Outcome:
-    """Train one run into `run_dir`, resuming from its checkpoint when there is one."""
+@dataclass
+class Session:
+    """Everything one training run holds: built once, resumed from a checkpoint if any."""
+
+    cfg: DictConfig
+    run_dir: Path
+    task: TaskData
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LambdaLR
+    sampler: torch.Generator  # minibatch indices
+    start: int = 0
+    elapsed_before: float = 0.0
+
+    @property
+    def ckpt_path(self) -> Path:
+        return self.run_dir / "checkpoints" / "last.pt"
+
+    def save(self, step: int, elapsed_s: float, rng: dict[str, Any]) -> None:
+        save_checkpoint(self.ckpt_path, {
+            "step": step, "elapsed_s": elapsed_s, "identity": identity(self.cfg),
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(), "rng": rng,
+        })
+
+    def restore(self) -> None:
+        state = load_checkpoint(self.ckpt_path, self.cfg)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        set_rng_state(state["rng"], self.sampler)
+        self.start, self.elapsed_before = state["step"], state["elapsed_s"]
+
+
+def build_session(cfg: DictConfig, run_dir: Path) -> Session:
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     task = build_task(cfg, device)
@@ -80,41 +114,49 @@ def train(cfg: DictConfig, run_dir: Path) -> Outcome:
     model.to(device).train()
     optimizer, schedule = build_optimizer(cfg.optimizer, cfg.weight_decay, model)
     sampler = torch.Generator(device).manual_seed(cfg.seed)
-    train_split, test_split = task.train, task.test
+    return Session(cfg, run_dir, task, model, optimizer, schedule, sampler)
+
+
+def train(cfg: DictConfig, run_dir: Path) -> Outcome:
+    """Train one run into `run_dir`, resuming from its checkpoint when there is one."""
+    session = build_session(cfg, run_dir)
+    if cfg.resume and session.ckpt_path.exists():
+        session.restore()
+        log.info("resuming from %s at step %d", session.ckpt_path, session.start)
+    MetricsLog(run_dir / "metrics.csv").start(keep_before_step=session.start)
+    task = session.task
+    log.info("task %s: %d train / %d test samples; %d parameters; device %s", cfg.task.name,
+             len(task.train), len(task.test),
+             sum(p.numel() for p in session.model.parameters()), task.train.y.device)
+    loggers = build_loggers(cfg, run_dir)
+    try:
+        return _loop(session, loggers)
+    finally:
+        for logger in loggers:
+            logger.close()
+
+
+def _loop(s: Session, loggers: list[Logger]) -> Outcome:
+    cfg, model, train_split, test_split = s.cfg, s.model, s.task.train, s.task.test
+    device = train_split.y.device
     full_batch = cfg.batch_size is None or cfg.batch_size >= len(train_split)
-
-    ckpt_path = run_dir / "checkpoints" / "last.pt"
-    start, elapsed_before = 0, 0.0
-    if cfg.resume and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path, cfg)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        set_rng_state(state["rng"], sampler)
-        start, elapsed_before = state["step"], state["elapsed_s"]
-        log.info("resuming from %s at step %d", ckpt_path, start)
-    metrics = MetricsLog(run_dir / "metrics.csv")
-    metrics.start(keep_before_step=start)
-    log.info("task %s: %d train / %d test samples; %d parameters; device %s",
-             cfg.task.name, len(train_split), len(test_split),
-             sum(p.numel() for p in model.parameters()), device)
-
-    bar = tqdm(total=cfg.steps, initial=start, disable=not _show_bar(cfg), file=sys.stderr,
+    metrics = MetricsLog(s.run_dir / "metrics.csv")
+    bar = tqdm(total=cfg.steps, initial=s.start, disable=not _show_bar(cfg), file=sys.stderr,
                dynamic_ncols=True, leave=True)
     nonfinite = torch.zeros((), dtype=torch.bool, device=device)
     began = time.perf_counter()
-    outcome = Outcome("completed", task, str(device))
-    for step in range(start, cfg.steps + 1):
+    outcome = Outcome("completed", s.task, str(device))
+    for step in range(s.start, cfg.steps + 1):
         evaluating = step % cfg.eval_every == 0 or step == cfg.steps
         if evaluating:
             # Taken before this step's sampling, so a resume from here replays it exactly.
-            snapshot = rng_state(sampler)
+            snapshot = rng_state(s.sampler)
         if full_batch:
             logits = model(train_split.x, train_split.mask)
             loss = F.cross_entropy(logits.float(), train_split.y)
         else:
             batch = train_split.subset(
-                torch.randint(len(train_split), (cfg.batch_size,), generator=sampler,
+                torch.randint(len(train_split), (cfg.batch_size,), generator=s.sampler,
                               device=device))
             logits = model(batch.x, batch.mask)
             loss = F.cross_entropy(logits.float(), batch.y)
@@ -129,27 +171,29 @@ def train(cfg: DictConfig, run_dir: Path) -> Outcome:
             values = torch.stack([*train_stats, *test_stats, l2_norm(model)]).tolist()  # sync
             row = dict(zip(("train_loss", "train_acc", "test_loss", "test_acc", "l2_norm"),
                            values, strict=True))
-            row.update(step=step, lr=schedule.get_last_lr()[0],
-                       elapsed_s=elapsed_before + time.perf_counter() - began)
+            row.update(step=step, lr=s.schedule.get_last_lr()[0],
+                       elapsed_s=s.elapsed_before + time.perf_counter() - began)
             metrics.append(row)
+            for logger in loggers:
+                logger.log(row)
             _report(bar, row)
             if bool(nonfinite) or not all(map(_finite, values)):
                 outcome.status = "diverged"
                 outcome.error = (f"non-finite loss by step {step}; the last good checkpoint "
-                                 f"is kept at {ckpt_path}")
+                                 f"is kept at {s.ckpt_path}")
                 break
             if step % cfg.ckpt_every == 0 or step == cfg.steps:
-                save_checkpoint(ckpt_path, {
-                    "step": step, "elapsed_s": row["elapsed_s"], "identity": identity(cfg),
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "schedule": schedule.state_dict(), "rng": snapshot,
-                })
+                s.save(step, row["elapsed_s"], snapshot)
+            if cfg.save_every and step % cfg.save_every == 0:
+                # Step snapshots in the model's own format (e.g. HF save_pretrained), kept
+                # for analysis such as `grok pathways moe.from_run=...`.
+                model.save_step(s.run_dir / "checkpoints" / f"step_{step}")
         if step == cfg.steps:
             break
-        optimizer.zero_grad(set_to_none=True)
+        s.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
-        schedule.step()
+        s.optimizer.step()
+        s.schedule.step()
         bar.update(1)
     bar.close()
     return outcome
