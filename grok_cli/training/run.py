@@ -55,13 +55,16 @@ def run_experiment(cfg: DictConfig, run_dir: Path, isolate_failures: bool = Fals
     except BaseException:  # Ctrl-C or a scheduler's signal: record it, then stop
         _finish(run_dir, cfg, status="failed", error="interrupted")
         raise
-    _finish(run_dir, cfg, status=outcome.status, error=outcome.error,
-            n_train=len(outcome.task.train), n_test=len(outcome.task.test),
-            device=outcome.device)
+    summary = _finish(run_dir, cfg, status=outcome.status, error=outcome.error,
+                      n_train=len(outcome.task.train), n_test=len(outcome.task.test),
+                      device=outcome.device)
     if outcome.status == "diverged":
         log.error("error: run diverged: %s", outcome.error)
     else:
-        log.info("done: %s", run_dir)
+        log.info("done in %.1f s (%.1f steps/s): memorization step %s, generalization step %s, "
+                 "final test_acc %.4f\n%s", summary["wall_s"], summary["steps_per_s"] or 0,
+                 summary["memorization_step"], summary["generalization_step"],
+                 summary["final"]["test_acc"], run_dir)
     return outcome.status
 
 
@@ -80,7 +83,7 @@ def _check_device(name: str) -> None:
 
 
 def _finish(run_dir: Path, cfg: DictConfig, status: str, error: str | None,
-            **extra: Any) -> None:
+            **extra: Any) -> dict[str, Any]:
     metrics_path = run_dir / "metrics.csv"
     rows = read_metrics(metrics_path) if metrics_path.exists() else []
     if rows:
@@ -89,3 +92,4 @@ def _finish(run_dir: Path, cfg: DictConfig, status: str, error: str | None,
     summary = summarize(rows, cfg.thresholds, status=status, steps=cfg.steps, error=error,
                         **extra)
     write_summary(run_dir / "summary.json", summary)
+    return summary
