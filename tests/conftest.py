@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 # Tiny but real: a 1-layer, 32-wide transformer on a p = 23 modular task, a few steps.
-TINY = ["task.p=23", "model.hidden_size=32", "model.num_heads=2", "steps=40", "eval_every=10",
-        "ckpt_every=20", "progress=log"]
+TINY = ["task.p=23", "task.train_split=0.75", "data_fraction=0.5", "model.hidden_size=32",
+        "model.num_heads=2", "steps=40", "eval_every=10", "ckpt_every=20", "progress=log"]
 
 
 def grok_env() -> dict[str, str]:

@@ -49,16 +49,17 @@ def test_split_is_deterministic_and_independent_of_fraction_and_seed(run_cfg):
 
 
 def test_fraction_sizes_are_uniform_nested_subsets(run_cfg):
-    full = build_task(run_cfg("task.p=23", "data_fraction=1.0")).train
-    small = build_task(run_cfg("task.p=23", "data_fraction=0.3")).train
-    large = build_task(run_cfg("task.p=23", "data_fraction=0.6")).train
+    p23 = ("task.p=23", "task.train_split=0.75")
+    full = build_task(run_cfg(*p23, "data_fraction=1.0")).train
+    small = build_task(run_cfg(*p23, "data_fraction=0.3")).train
+    large = build_task(run_cfg(*p23, "data_fraction=0.6")).train
     assert len(full) == 396  # floor(0.75 * 23 * 23)
     assert (len(small), len(large)) == (round(0.3 * 396), round(0.6 * 396))
     rows = lambda split: {tuple(r) for r in split.x.tolist()}  # noqa: E731
     assert rows(small) < rows(large) < rows(full)
-    sized = build_task(run_cfg("task.p=23", "train_size=100", "data_fraction=0.3")).train
+    sized = build_task(run_cfg(*p23, "train_size=100", "data_fraction=0.3")).train
     assert len(sized) == 100  # train_size overrides data_fraction
-    reseeded = build_task(run_cfg("task.p=23", "data_fraction=0.3", "seed=1")).train
+    reseeded = build_task(run_cfg(*p23, "data_fraction=0.3", "seed=1")).train
     assert rows(reseeded) != rows(small)
 
 
