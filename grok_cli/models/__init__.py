@@ -13,11 +13,18 @@ from omegaconf import DictConfig
 from torch import nn
 
 from grok_cli.errors import check_choice
+from grok_cli.models.baselines import build_lstm, build_mlp
+from grok_cli.models.encoder import build_bert
+from grok_cli.models.moe import build_olmoe
 from grok_cli.models.transformer import build_gpt
 from grok_cli.tasks import TaskData
 
 MODELS: dict[str, Callable[[DictConfig, TaskData], nn.Module]] = {
     "gpt": build_gpt,
+    "olmoe": build_olmoe,
+    "bert": build_bert,
+    "mlp": build_mlp,
+    "lstm": build_lstm,
 }
 
 

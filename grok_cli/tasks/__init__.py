@@ -13,9 +13,13 @@ from omegaconf import DictConfig
 from grok_cli.errors import check_choice
 from grok_cli.tasks.base import Split, TaskData
 from grok_cli.tasks.modular import build_modular
+from grok_cli.tasks.text import build_text
 
 TASKS: dict[str, Callable[[DictConfig, torch.device], TaskData]] = {
     "modular": build_modular,
+    "imdb": build_text,
+    "yelp": build_text,
+    "natural_instructions": build_text,
 }
 
 

@@ -38,6 +38,7 @@ class TaskData:
     # "lm": the label is the next token after x (decoder models read the last position);
     # "classify": the label is a class id (encoder models use a classification head).
     kind: str = "lm"
+    label_names: list[str] | None = None  # classify: the name of each class id, for records
 
 
 def split_indices(n: int, train_split: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,7 +14,7 @@ from grok_cli.errors import GrokError
 # A checkpoint only continues a run whose config agrees on these keys; the others
 # (steps, eval_every, ckpt_every, device, ...) may change between the two commands.
 IDENTITY_KEYS = ("task", "model", "optimizer", "alpha", "weight_decay", "data_fraction",
-                 "train_size", "seed", "batch_size")
+                 "train_size", "seed", "batch_size", "tokenizer")
 
 
 def identity(cfg: DictConfig) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from torch import nn
 from tqdm import tqdm
 
+from grok_cli.errors import check, check_choice
 from grok_cli.models import build_model, l2_norm, rescale
 from grok_cli.tasks import Split, TaskData, build_task
 from grok_cli.training.checkpoint import identity, load_checkpoint, save_checkpoint
@@ -112,9 +113,30 @@ def build_session(cfg: DictConfig, run_dir: Path) -> Session:
     model = build_model(cfg.model, task)
     rescale(model, cfg.alpha)
     model.to(device).train()
+    accelerate(model, cfg, device)
     optimizer, schedule = build_optimizer(cfg.optimizer, cfg.weight_decay, model)
     sampler = torch.Generator(device).manual_seed(cfg.seed)
     return Session(cfg, run_dir, task, model, optimizer, schedule, sampler)
+
+
+def accelerate(model: nn.Module, cfg: DictConfig, device: torch.device) -> None:
+    """The GPU-only switches `precision=bf16` and `compile=true`; on a CPU both are no-ops.
+
+    Both act on the module in place, so its state_dict (and checkpoints) keep their keys.
+    bf16 autocast changes the numbers (opt-in); torch.compile does not, beyond rounding.
+    """
+    precision, compile_ = cfg.get("precision", "fp32"), cfg.get("compile", False)
+    check_choice("precision", precision, ("fp32", "bf16"))
+    check(isinstance(compile_, bool), "compile", compile_, "true or false")
+    if device.type != "cuda":
+        if precision != "fp32" or compile_:
+            log.info("precision=%s compile=%s apply on CUDA only: running fp32, eager, on %s",
+                     precision, compile_, device)
+        return
+    if precision == "bf16":  # the loss stays fp32: the loop casts the logits with .float()
+        model.forward = torch.autocast("cuda", dtype=torch.bfloat16)(model.forward)
+    if compile_:
+        model.compile()
 
 
 def train(cfg: DictConfig, run_dir: Path) -> Outcome:

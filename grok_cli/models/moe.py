@@ -1,0 +1,102 @@
+"""A small OLMoE (HF `OlmoeConfig`) trained as a causal LM, read at the answer position.
+
+It is the model behind `grok pathways moe.from_run=RUN`: the trainer calls `save_step` at
+`save_every` steps, which writes an `OlmoeForCausalLM.save_pretrained` folder, so the pathway
+analysis loads the very model that was trained, with the standard HF class.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+from transformers import OlmoeConfig, OlmoeForCausalLM
+from transformers.utils import logging as hf_logging
+
+from grok_cli.errors import check
+from grok_cli.tasks import TaskData
+
+
+class MoEAnswer(nn.Module):
+    """An OLMoE causal LM whose logits are read at the last input position only.
+
+    As in `DecoderAnswer` (GPT), the loss is on the answer token alone, so only the last
+    position is unembedded. The router's load-balancing loss is not added: the trainer's
+    loss is cross-entropy on the answer (see docs/pathways_findings.md).
+    """
+
+    def __init__(self, lm: OlmoeForCausalLM) -> None:
+        super().__init__()
+        self.lm = lm
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        hidden = self.lm.model(input_ids=x, attention_mask=mask).last_hidden_state
+        return self.lm.lm_head(hidden[:, -1])
+
+    def save_step(self, path: Path) -> None:
+        """Write `path` as a save_pretrained folder (safetensors), atomically.
+
+        The folder is written under a hidden temporary name that `step_*` globs skip, then
+        renamed: a kill mid-write never leaves a half snapshot under the final name.
+        """
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        old = path.with_name(f".{path.name}.old")
+        for stale in (tmp, old):
+            shutil.rmtree(stale, ignore_errors=True)
+        with _quiet_progress():  # no "Writing model shards" bar in the run's log
+            self.lm.save_pretrained(tmp, safe_serialization=True)
+        if path.exists():  # a resumed run re-saves its first step: swap, then drop the old
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def _quiet_progress() -> Iterator[None]:
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def olmoe_config(cfg: DictConfig, vocab_size: int) -> OlmoeConfig:
+    return OlmoeConfig(
+        vocab_size=vocab_size,
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_heads,
+        num_experts=cfg.num_experts,
+        num_experts_per_tok=cfg.num_experts_per_tok,
+        norm_topk_prob=cfg.norm_topk_prob,
+        router_aux_loss_coef=cfg.router_aux_loss_coef,
+        max_position_embeddings=cfg.max_positions,
+        initializer_range=cfg.initializer_range,
+        attention_dropout=cfg.dropout,
+        # Token ids come from the task, not a tokenizer: id 0 is a real token (the number 0),
+        # so no padding id, and the embedding row of 0 is trained like any other.
+        pad_token_id=None, bos_token_id=None, eos_token_id=None,
+        tie_word_embeddings=False,
+        use_cache=False,
+    )
+
+
+def build_olmoe(cfg: DictConfig, task: TaskData) -> nn.Module:
+    check(task.kind == "lm", "model", cfg.name,
+          "a task whose label is the next token (olmoe is a causal LM; use model=gpt)")
+    check(0 < cfg.num_experts_per_tok <= cfg.num_experts, "model.num_experts_per_tok",
+          cfg.num_experts_per_tok, f"an integer from 1 to model.num_experts ({cfg.num_experts})")
+    check(cfg.hidden_size % cfg.num_heads == 0, "model.hidden_size", cfg.hidden_size,
+          f"a multiple of model.num_heads ({cfg.num_heads})")
+    return MoEAnswer(OlmoeForCausalLM(olmoe_config(cfg, task.vocab_size)))

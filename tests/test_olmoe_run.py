@@ -1,0 +1,142 @@
+"""`grok run model=olmoe` with step snapshots, then `grok pathways moe.from_run=RUN`, end to end.
+
+One tiny run goes through the real CLI (subprocess); the α and resume checks train in-process
+through `run_experiment`, the same function the CLI calls.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import grok
+from omegaconf import OmegaConf
+from transformers import AutoModelForCausalLM, OlmoeForCausalLM
+
+from grok_cli.models import build_model
+from grok_cli.models.moe import MoEAnswer
+from grok_cli.tasks import build_task
+from grok_cli.training.run import run_experiment
+
+MOE = ["model=olmoe", "task.p=11", "model.hidden_size=32", "model.num_layers=2",
+       "model.num_heads=2", "model.intermediate_size=32", "model.num_experts=4",
+       "model.num_experts_per_tok=2", "eval_every=10", "ckpt_every=20", "save_every=20",
+       "progress=log"]
+STEPS = (0, 20, 40)
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("olmoe")
+    grok("run", *MOE, "steps=40", f"hydra.run.dir={root / 'run'}", cwd=root, check=True)
+    return root / "run"
+
+
+@pytest.fixture
+def single_thread():
+    # The CLI runs with one thread; the same summation order makes in-process runs comparable.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_snapshots_are_atomic_save_pretrained_folders(run_dir: Path) -> None:
+    folders = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert folders == ["last.pt", *(f"step_{n}" for n in STEPS)]  # no temporary leftovers
+    for step in STEPS:
+        assert (run_dir / "checkpoints" / f"step_{step}" / "model.safetensors").is_file()
+
+
+def test_snapshots_reproduce_the_run(run_dir: Path) -> None:
+    """Each snapshot, loaded by the HF auto class, gives the run's logits and test accuracy."""
+    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    task = build_task(cfg, torch.device("cpu"))
+    test_acc = {int(r["step"]): float(r["test_acc"]) for r in read_rows(run_dir / "metrics.csv")}
+    wrapper = build_model(cfg.model, task)
+    for step in STEPS:
+        lm = AutoModelForCausalLM.from_pretrained(run_dir / "checkpoints" / f"step_{step}")
+        assert isinstance(lm, OlmoeForCausalLM) and lm.config.num_experts == 4
+        assert lm.config.num_experts_per_tok == 2 and lm.config.norm_topk_prob is False
+        wrapper.lm.load_state_dict(lm.state_dict())
+        with torch.no_grad():
+            # the full sequence `a + b % p = c`: the answer is predicted at the `=` position
+            full = torch.cat([task.test.x, task.test.y[:, None]], 1)
+            snapshot_logits = lm.eval()(input_ids=full).logits[:, -2]
+            wrapper_logits = wrapper.eval()(task.test.x)
+        torch.testing.assert_close(snapshot_logits, wrapper_logits, rtol=1e-4, atol=1e-5)
+        accuracy = (snapshot_logits.argmax(-1) == task.test.y).float().mean().item()
+        assert accuracy == pytest.approx(test_acc[step], abs=1e-6)
+
+
+def test_alpha_rescales_the_moe(run_dir: Path, run_cfg, tmp_path: Path, single_thread) -> None:
+    cfg = run_cfg(*MOE, "steps=10", "alpha=3")
+    assert run_experiment(cfg, tmp_path) == "completed"
+    norm = {name: float(read_rows(d / "metrics.csv")[0]["l2_norm"])
+            for name, d in (("alpha3", tmp_path), ("alpha1", run_dir))}
+    assert norm["alpha3"] == pytest.approx(3 * norm["alpha1"], rel=1e-5)
+    scaled = OlmoeForCausalLM.from_pretrained(tmp_path / "checkpoints" / "step_0")
+    plain = OlmoeForCausalLM.from_pretrained(run_dir / "checkpoints" / "step_0")
+    for (name, a), b in zip(scaled.state_dict().items(), plain.state_dict().values(),
+                            strict=True):
+        torch.testing.assert_close(a, 3 * b, msg=name)
+
+
+def test_resume_continues_snapshots(run_dir: Path, run_cfg, tmp_path: Path,
+                                    single_thread) -> None:
+    """20 steps, then resume to 40: the same step_40 as the uninterrupted CLI run."""
+    assert run_experiment(run_cfg(*MOE, "steps=20"), tmp_path) == "completed"
+    assert run_experiment(run_cfg(*MOE, "steps=40"), tmp_path) == "completed"
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("step_*")) == [
+        "step_0", "step_20", "step_40"]
+    resumed = OlmoeForCausalLM.from_pretrained(tmp_path / "checkpoints" / "step_40")
+    straight = OlmoeForCausalLM.from_pretrained(run_dir / "checkpoints" / "step_40")
+    for (name, a), b in zip(resumed.state_dict().items(), straight.state_dict().values(),
+                            strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_save_step_replaces_an_existing_snapshot(tmp_path: Path, run_cfg) -> None:
+    cfg = run_cfg(*MOE)
+    model = build_model(cfg.model, build_task(cfg, torch.device("cpu")))
+    assert isinstance(model, MoEAnswer)
+    target = tmp_path / "step_5"
+    model.save_step(target)
+    with torch.no_grad():
+        model.lm.lm_head.weight.add_(1.0)
+    model.save_step(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step_5"]
+    loaded = OlmoeForCausalLM.from_pretrained(target)
+    torch.testing.assert_close(loaded.lm_head.weight, model.lm.lm_head.weight)
+
+
+def test_pathways_from_run(run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pathways"
+    result = grok("pathways", f"moe.from_run={run_dir}", f"hydra.run.dir={out}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = [r for r in read_rows(out / "pathways.csv") if r["group"] == "all"]
+    assert [r["checkpoint"] for r in rows] == [f"step_{n}" for n in STEPS]
+    test_acc = {f"step_{r['step']}": float(r["test_acc"])
+                for r in read_rows(run_dir / "metrics.csv")}
+    assert [float(r["accuracy"]) for r in rows] == [test_acc[r["checkpoint"]] for r in rows]
+    n_train = len(build_task(OmegaConf.load(run_dir / ".hydra" / "config.yaml")).train)
+    assert {r["n_samples"] for r in rows} == {str(n_train)}
+    correlations = read_rows(out / "correlations.csv")
+    assert {(r["group"], r["metric"]) for r in correlations} >= {
+        ("all", m) for m in ("d_path", "consistency", "complexity", "loss")}
+    assert all(r["n"] == "3" for r in correlations if r["group"] == "all")
+
+
+def test_olmoe_config_errors(tmp_path: Path) -> None:
+    result = grok("run", *MOE, "model.num_experts_per_tok=5", "steps=1",
+                  f"hydra.run.dir={tmp_path / 'bad'}", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "error: model.num_experts_per_tok=5" in result.stderr
+    assert "Traceback" not in result.stderr
