@@ -161,7 +161,8 @@ def bench_batched(args: argparse.Namespace) -> dict:
     from grok_cli.training.run import run_experiment
 
     fractions = [0.3, 0.4, 0.5, 0.6, 0.7]
-    cfgs = [compose_run(f"task.p={args.p}", "model.hidden_size=64", "model.num_heads=4",
+    cfgs = [compose_run(f"task.p={args.p}", f"model.hidden_size={args.hidden}",
+                        "model.num_heads=4",
                         f"steps={args.batched_steps}", "eval_every=10", "progress=log",
                         f"seed={k % 2}", f"data_fraction={fractions[k // 2 % 5]}")
             for k in range(args.members)]
@@ -187,13 +188,15 @@ def bench_batched(args: argparse.Namespace) -> dict:
                                  if r["step"] <= 200 for c in ("train_loss", "test_loss")])
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    report = {"members": len(cfgs), "p": args.p, "steps": args.batched_steps,
+    report = {"members": len(cfgs), "p": args.p, "hidden": args.hidden,
+              "steps": args.batched_steps,
               "threads": torch.get_num_threads(), "load_average": os.getloadavg(),
               "sequential_s": sequential, "batched_s": batched, "ratio": sequential / batched,
               "sequential_loops_s": sequential_loops, "batched_loop_s": batched_loop,
               "loop_ratio": sequential_loops / batched_loop,
               "statuses": statuses, "max_loss_diff_first_200_steps": diff}
-    print(f"{len(cfgs)} members (p={args.p}, hidden 64, {args.batched_steps} steps): one after "
+    print(f"{len(cfgs)} members (p={args.p}, hidden {args.hidden}, {args.batched_steps} steps): "
+          f"one after "
           f"another {sequential:.1f} s, batched {batched:.1f} s, ratio "
           f"{sequential / batched:.2f}x; training loops alone {sequential_loops:.1f} s vs "
           f"{batched_loop:.1f} s, ratio {sequential_loops / batched_loop:.2f}x; "
@@ -209,6 +212,7 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=10)
     parser.add_argument("--batched-steps", type=int, default=300)
     parser.add_argument("--p", type=int, default=31)
+    parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--json", type=Path, default=Path("bench.json"))
     parser.add_argument("--worker", choices=["reference", "grok"], help=argparse.SUPPRESS)
     args = parser.parse_args()
