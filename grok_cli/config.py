@@ -22,6 +22,8 @@ def validate_run_config(cfg: DictConfig) -> None:
           "train_size", cfg.train_size, "null or a positive integer")
     for key in ("steps", "eval_every", "ckpt_every", "eval_batch_size"):
         check(_is_int(cfg[key]) and cfg[key] > 0, key, cfg[key], "a positive integer")
+    check(cfg.get("save_every") is None or (_is_int(cfg.save_every) and cfg.save_every > 0),
+          "save_every", cfg.get("save_every"), "null or a positive integer (steps)")
     check(_is_int(cfg.seed), "seed", cfg.seed, "an integer")
     check(cfg.batch_size is None or (_is_int(cfg.batch_size) and cfg.batch_size > 0),
           "batch_size", cfg.batch_size, "null (full batch) or a positive integer")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -97,3 +98,31 @@ def test_members_equal_their_unbatched_runs_in_float64(run_cfg, tmp_path):
         ma, mb = read_metrics(dirs[k]), read_metrics(tmp_path / f"single{k}")
         for column in (*LOSSES, "train_acc", "test_acc"):
             torch.testing.assert_close(ma[column], mb[column], rtol=0, atol=1e-5)
+
+
+def test_grok_sweep_launcher_batched(run_cfg, tmp_path):
+    """The real CLI: one vmapped model for the grid, a failing member recorded, the others equal
+    to their unbatched runs."""
+    short = [*TINY, "steps=20", "eval_every=5", "ckpt_every=10"]
+    sweep = tmp_path / "sweep"
+    result = grok("sweep", "launcher=batched", *short, "seed=0,1", "train_size=50,9999",
+                  f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr  # 9999 > the 396 training pairs
+    assert "training 4 jobs batched" in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: 2 of 4 jobs failed:")
+    with (sweep / "summary.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 4
+    assert {(r["seed"], r["train_size"]): r["status"] for r in rows} == {
+        (seed, size): "failed" if size == "9999" else "completed"
+        for seed in ("0", "1") for size in ("50", "9999")}
+    for row in rows:
+        if row["status"] != "completed":
+            continue
+        job = sweep / row["job"]
+        assert all((job / name).stat().st_size > 0
+                   for name in ("metrics.csv", "summary.json", "curves.png"))
+        assert json.loads((job / "summary.json").read_text())["batched"] is True
+        cfg = run_cfg(*short, f"seed={row['seed']}", "train_size=50")
+        assert unbatched(cfg, tmp_path / f"single{row['seed']}") == "completed"
+        assert_same_metrics(job, tmp_path / f"single{row['seed']}", upto=10)

@@ -140,3 +140,12 @@ def test_olmoe_config_errors(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "error: model.num_experts_per_tok=5" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "2.5"])
+def test_save_every_must_be_positive(run_cfg, value: str) -> None:
+    from grok_cli.config import validate_run_config
+    from grok_cli.errors import GrokError
+
+    with pytest.raises(GrokError, match=f"save_every={value}"):
+        validate_run_config(run_cfg(*MOE, f"save_every={value}"))

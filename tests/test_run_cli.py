@@ -101,6 +101,7 @@ BAD_INPUTS = [
     (["train_size=100000"], "train_size"),
     (["task.op=pow"], "task.op"),
     (["device=tpu"], "device"),
+    (["save_every=10"], "save_every"),
 ]
 
 

@@ -70,19 +70,19 @@ def shared_config(cfg: DictConfig) -> dict[str, Any]:
 
 def check_batchable(cfgs: list[DictConfig]) -> None:
     """Members must share everything but seed and data size; full batch; no dropout."""
-    check(len(cfgs) > 0, "sweep.batched", True, "a sweep with at least one member")
+    check(len(cfgs) > 0, "launcher", "batched", "a sweep with at least one member")
     first = shared_config(cfgs[0])
     for cfg in cfgs[1:]:
         other = shared_config(cfg)
         differing = sorted(k for k in first.keys() | other.keys() if first.get(k) != other.get(k))
-        check(not differing, "sweep.batched", True,
+        check(not differing, "launcher", "batched",
               f"members that differ only in {', '.join(MEMBER_KEYS)} (these differ too: "
-              f"{', '.join(differing)}); use sweep.batched=false")
+              f"{', '.join(differing)}); use launcher=basic")
     cfg = cfgs[0]
-    check(cfg.batch_size is None, "sweep.batched", True,
-          f"full-batch runs (batch_size=null, got {cfg.batch_size}); use sweep.batched=false")
-    check(cfg.model.get("dropout", 0) == 0, "sweep.batched", True,
-          "models without dropout (model.dropout=0); use sweep.batched=false")
+    check(cfg.batch_size is None, "launcher", "batched",
+          f"full-batch runs (batch_size=null, got {cfg.batch_size}); use launcher=basic")
+    check(cfg.model.get("dropout", 0) == 0, "launcher", "batched",
+          "models without dropout (model.dropout=0); use launcher=basic")
 
 
 def train_batched(member_cfgs: list[DictConfig], run_dirs: list[Path]) -> list[str]:
@@ -291,8 +291,8 @@ class BatchedLauncher(Launcher):
 
     Each job gets its folder and .hydra/ files from Hydra's own `run_job` (so sweep tools that
     read them work unchanged), with a task function that only collects (config, folder);
-    then `train_batched` trains them all. Select it with
-    `hydra.launcher._target_=grok_cli.training.batched.BatchedLauncher`.
+    then `train_batched` trains them all. Select it with `grok sweep launcher=batched`
+    (Hydra loads launchers only from `hydra_plugins`: see hydra_plugins/grok_batched).
     """
 
     def __init__(self, **_: Any) -> None:

@@ -111,6 +111,9 @@ def build_session(cfg: DictConfig, run_dir: Path) -> Session:
     torch.manual_seed(cfg.seed)
     task = build_task(cfg, device)
     model = build_model(cfg.model, task)
+    check(not cfg.save_every or hasattr(model, "save_step"), "save_every", cfg.save_every,
+          f"null for model={cfg.model.name}: only models with a save_pretrained format "
+          "(model=olmoe) keep step snapshots")
     rescale(model, cfg.alpha)
     model.to(device).train()
     accelerate(model, cfg, device)
