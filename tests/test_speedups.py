@@ -118,3 +118,23 @@ def test_cli_falls_back_cleanly_on_cpu(tmp_path):
                   f"hydra.run.dir={run}", cwd=tmp_path, check=True)
     assert "CUDA only" in result.stderr + (run / "run.log").read_text()
     assert "Traceback" not in result.stderr
+
+
+def test_fast_path_gradients_do_not_depend_on_thread_scheduling(run_cfg):
+    """Two threads, repeated backward passes: bit-identical gradients, so a resumed run on a
+    multi-core CPU reproduces an uninterrupted one exactly."""
+    cfg = run_cfg()  # the default run: 1 layer, batch larger than the vocab (table path)
+    task = build_task(cfg)
+    torch.manual_seed(0)
+    model = build_model(cfg.model, task)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        grads = []
+        for _ in range(3):
+            model.zero_grad()
+            torch.nn.functional.cross_entropy(model(task.train.x), task.train.y).backward()
+            grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(grads[0], g) for g in grads[1:])

@@ -50,11 +50,15 @@ class DecoderAnswer(nn.Module):
             # One block: its q/k/v at a position depend only on (token, position), so each
             # distinct pair is projected once (vocab × T rows instead of batch × T), then
             # gathered. Same numbers; the input is unchanged (no token is dropped).
+            # The gathers go through F.embedding: its CPU backward sums each row in a fixed
+            # order, where advanced indexing's accumulating backward varies with threads.
             table = gpt.tokens_embed.weight + positions[:, None]  # [T, vocab, n]
-            rows = (torch.arange(x.shape[-1], device=x.device), x)
-            query = _conv1d(table[-1], c_attn, 0, n)[x[:, -1]]
-            key = _conv1d(table, c_attn, n, 2 * n)[rows]
-            value = _conv1d(table, c_attn, 2 * n, 3 * n)[rows]
+            length, vocab = table.shape[:2]
+            rows = x + torch.arange(length, device=x.device) * vocab  # (position, token)
+            flat = table.reshape(length * vocab, -1)
+            query = F.embedding(x[:, -1], _conv1d(table[-1], c_attn, 0, n))
+            key = F.embedding(rows, _conv1d(flat, c_attn, n, 2 * n))
+            value = F.embedding(rows, _conv1d(flat, c_attn, 2 * n, 3 * n))
             x_last = gpt.drop(gpt.tokens_embed(x[:, -1]) + positions[-1])
         else:
             hidden = gpt.drop(gpt.tokens_embed(x) + positions)
