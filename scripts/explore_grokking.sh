@@ -11,14 +11,17 @@ set -euo pipefail
 out="${1:-outputs/explore_grokking}"
 shift || true
 fractions="0.3,0.4,0.5,0.6,0.7,0.8"
+failed=0  # a study with a failed job (grok sweep exits 1) must not stop the next study
 
 grok sweep experiment=explore_models model=gpt,mlp,lstm "task.train_split=${fractions}" \
-  progress=log "hydra.sweep.dir=${out}/models" "$@"
+  progress=log "hydra.sweep.dir=${out}/models" "$@" || failed=1
 
 grok sweep experiment=explore_optimizers optimizer=adamw "task.train_split=${fractions}" \
-  progress=log "hydra.sweep.dir=${out}/optimizers_adamw" "$@"
+  progress=log "hydra.sweep.dir=${out}/optimizers_adamw" "$@" || failed=1
 
 grok sweep experiment=explore_optimizers optimizer=adam,sgd,rmsprop weight_decay=0 \
-  "task.train_split=${fractions}" progress=log "hydra.sweep.dir=${out}/optimizers_no_wd" "$@"
+  "task.train_split=${fractions}" progress=log "hydra.sweep.dir=${out}/optimizers_no_wd" "$@" \
+  || failed=1
 
 echo "done: one summary.csv per study under ${out}/"
+exit "$failed"
