@@ -32,6 +32,8 @@ def validate_run_config(cfg: DictConfig) -> None:
     check(isinstance(cfg.resume, bool) or cfg.resume == "auto", "resume", cfg.resume,
           "auto (continue from checkpoints/last.pt when present) or false")
     check_choice("progress", cfg.progress, ("auto", "bar", "log"))
+    check_choice("precision", cfg.precision, ("fp32", "bf16"))
+    check(isinstance(cfg.compile, bool), "compile", cfg.compile, "true or false")
     for key in ("memorize", "generalize"):
         value = cfg.thresholds[key]
         check(0 < value <= 1, f"thresholds.{key}", value, "an accuracy in (0, 1]")

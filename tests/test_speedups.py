@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from conftest import TINY, grok
 
+from grok_cli.config import validate_run_config
 from grok_cli.errors import GrokError
 from grok_cli.models import MODELS, build_model, rescale
 from grok_cli.models.transformer import build_gpt
@@ -109,7 +110,7 @@ def test_gpu_switches_are_no_ops_on_cpu(run_cfg):
     accelerate(model, cfg, torch.device("cpu"))
     assert model.forward == forward and "forward" not in vars(model)
     with pytest.raises(GrokError, match="precision"):
-        accelerate(model, run_cfg("precision=fp16"), torch.device("cpu"))
+        validate_run_config(run_cfg("precision=fp16"))
 
 
 def test_cli_falls_back_cleanly_on_cpu(tmp_path):

@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 from torch import nn
 from tqdm import tqdm
 
-from grok_cli.errors import check, check_choice
+from grok_cli.errors import check
 from grok_cli.models import build_model, l2_norm, rescale
 from grok_cli.tasks import Split, TaskData, build_task
 from grok_cli.training.checkpoint import identity, load_checkpoint, save_checkpoint
@@ -128,9 +128,7 @@ def accelerate(model: nn.Module, cfg: DictConfig, device: torch.device) -> None:
     Both act on the module in place, so its state_dict (and checkpoints) keep their keys.
     bf16 autocast changes the numbers (opt-in); torch.compile does not, beyond rounding.
     """
-    precision, compile_ = cfg.get("precision", "fp32"), cfg.get("compile", False)
-    check_choice("precision", precision, ("fp32", "bf16"))
-    check(isinstance(compile_, bool), "compile", compile_, "true or false")
+    precision, compile_ = cfg.precision, cfg.compile
     if device.type != "cuda":
         if precision != "fp32" or compile_:
             log.info("precision=%s compile=%s apply on CUDA only: running fp32, eager, on %s",
