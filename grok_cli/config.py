@@ -24,6 +24,10 @@ def validate_run_config(cfg: DictConfig) -> None:
         check(_is_int(cfg[key]) and cfg[key] > 0, key, cfg[key], "a positive integer")
     check(cfg.get("save_every") is None or (_is_int(cfg.save_every) and cfg.save_every > 0),
           "save_every", cfg.get("save_every"), "null or a positive integer (steps)")
+    # Checkpoints and snapshots are taken at evaluations (their RNG snapshot comes from there).
+    for key in ("ckpt_every", "save_every"):
+        check(not cfg[key] or cfg[key] % cfg.eval_every == 0, key, cfg[key],
+              f"a multiple of eval_every ({cfg.eval_every})")
     check(_is_int(cfg.seed), "seed", cfg.seed, "an integer")
     check(cfg.batch_size is None or (_is_int(cfg.batch_size) and cfg.batch_size > 0),
           "batch_size", cfg.batch_size, "null (full batch) or a positive integer")
@@ -36,4 +40,5 @@ def validate_run_config(cfg: DictConfig) -> None:
     check(isinstance(cfg.compile, bool), "compile", cfg.compile, "true or false")
     for key in ("memorize", "generalize"):
         value = cfg.thresholds[key]
-        check(0 < value <= 1, f"thresholds.{key}", value, "an accuracy in (0, 1]")
+        check(isinstance(value, int | float) and 0 < value <= 1, f"thresholds.{key}", value,
+              "an accuracy in (0, 1]")

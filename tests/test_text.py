@@ -17,9 +17,9 @@ from conftest import grok, grok_command, grok_env
 from tokenizers import Tokenizer
 
 from grok_cli.errors import GrokError
+from grok_cli.hub import hub_reachable
 from grok_cli.tasks import build_task
 from grok_cli.tasks import text as text_module
-from grok_cli.tasks.tokenizers import hub_reachable
 
 POSITIVE = ["great", "wonderful", "superb", "loved", "excellent", "delightful"]
 NEGATIVE = ["awful", "terrible", "boring", "hated", "dreadful", "poor"]

@@ -7,7 +7,7 @@ from omegaconf import DictConfig
 from torch import nn
 from transformers import BertConfig, BertForSequenceClassification
 
-from grok_cli.errors import check
+from grok_cli.models.checks import check_transformer_shape
 from grok_cli.tasks import TaskData
 
 
@@ -27,16 +27,7 @@ class EncoderClassifier(nn.Module):
 
 
 def bert_config(cfg: DictConfig, task: TaskData) -> BertConfig:
-    check(isinstance(cfg.hidden_size, int) and cfg.hidden_size > 0, "model.hidden_size",
-          cfg.hidden_size, "a positive integer")
-    check(isinstance(cfg.num_heads, int) and cfg.num_heads > 0
-          and cfg.hidden_size % cfg.num_heads == 0, "model.num_heads", cfg.num_heads,
-          f"a positive divisor of model.hidden_size ({cfg.hidden_size})")
-    check(isinstance(cfg.num_layers, int) and cfg.num_layers > 0, "model.num_layers",
-          cfg.num_layers, "a positive integer")
-    length = task.train.x.shape[1]
-    check(cfg.max_positions >= length, "model.max_positions", cfg.max_positions,
-          f"at least the padded input length ({length})")
+    check_transformer_shape(cfg, task)
     return BertConfig(
         vocab_size=task.vocab_size,
         hidden_size=cfg.hidden_size,

@@ -20,6 +20,7 @@ from transformers import OlmoeConfig, OlmoeForCausalLM
 from transformers.utils import logging as hf_logging
 
 from grok_cli.errors import check
+from grok_cli.models.checks import check_causal_task, check_transformer_shape
 from grok_cli.tasks import TaskData
 
 
@@ -93,10 +94,8 @@ def olmoe_config(cfg: DictConfig, vocab_size: int) -> OlmoeConfig:
 
 
 def build_olmoe(cfg: DictConfig, task: TaskData) -> nn.Module:
-    check(task.kind == "lm", "model", cfg.name,
-          "a task whose label is the next token (olmoe is a causal LM; use model=gpt)")
+    check_causal_task(cfg, task)
+    check_transformer_shape(cfg, task)
     check(0 < cfg.num_experts_per_tok <= cfg.num_experts, "model.num_experts_per_tok",
           cfg.num_experts_per_tok, f"an integer from 1 to model.num_experts ({cfg.num_experts})")
-    check(cfg.hidden_size % cfg.num_heads == 0, "model.hidden_size", cfg.hidden_size,
-          f"a multiple of model.num_heads ({cfg.num_heads})")
     return MoEAnswer(OlmoeForCausalLM(olmoe_config(cfg, task.vocab_size)))

@@ -14,6 +14,7 @@ from transformers import OpenAIGPTConfig, OpenAIGPTLMHeadModel
 from transformers.activations import NewGELUActivation
 from transformers.models.openai.modeling_openai import Block
 
+from grok_cli.models.checks import check_causal_task, check_transformer_shape
 from grok_cli.tasks import TaskData
 
 
@@ -117,6 +118,8 @@ def _activation(act: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 def build_gpt(cfg: DictConfig, task: TaskData) -> nn.Module:
+    check_causal_task(cfg, task)
+    check_transformer_shape(cfg, task)
     config = OpenAIGPTConfig(
         vocab_size=task.vocab_size,
         n_positions=cfg.max_positions,

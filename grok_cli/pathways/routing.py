@@ -8,11 +8,7 @@ the logits; older versions return the logits tensor), so no model-specific code 
 
 from __future__ import annotations
 
-import os
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +17,11 @@ import torch
 from torch import nn
 
 from grok_cli.errors import GrokError
+from grok_cli.hub import hub_reachable
 
 DTYPES = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16,
           "float16": torch.float16}
 LOSS_TOKENS = ("all", "last")
-HUB_PROBE_TIMEOUT_S = 3.0
 
 
 @dataclass
@@ -52,20 +48,6 @@ class Routing:
 
 # ---- hub access: fail in seconds, not minutes of retries ----
 
-@cache
-def hub_reachable() -> bool:
-    """One short request to the hub endpoint; no retries (DNS failure answers at once)."""
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    try:
-        urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"),
-                               timeout=HUB_PROBE_TIMEOUT_S)
-    except urllib.error.HTTPError:
-        return True  # the server answered, even if with an error status
-    except (OSError, ValueError):
-        return False
-    return True
-
-
 def _cached(source: str, revision: str | None) -> bool:
     from huggingface_hub import try_to_load_from_cache
 
@@ -80,8 +62,7 @@ def hub_kwargs(source: str, revision: str | None) -> dict[str, Any]:
     """from_pretrained kwargs for a folder or hub id; GrokError when the hub cannot serve it."""
     if Path(source).is_dir():
         return {}
-    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
-    if not offline and hub_reachable():
+    if hub_reachable():
         return {"revision": revision}
     if _cached(source, revision):
         return {"revision": revision, "local_files_only": True}

@@ -21,8 +21,9 @@ import torch
 from omegaconf import DictConfig
 
 from grok_cli.errors import GrokError, check
+from grok_cli.hub import hub_reachable
 from grok_cli.tasks.base import Split, TaskData, prune, split_indices
-from grok_cli.tasks.tokenizers import build_tokenizer, fingerprint, hub_reachable, texts_hash
+from grok_cli.tasks.tokenizers import build_tokenizer, fingerprint, texts_hash
 
 log = logging.getLogger("grok")
 

@@ -7,12 +7,9 @@ text's length to apply `task.max_length`, and pads the kept texts itself.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 import os
-import urllib.error
-import urllib.request
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -21,34 +18,12 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from tokenizers.trainers import WordPieceTrainer
 
 from grok_cli.errors import GrokError, check, check_choice
+from grok_cli.hub import hub_reachable
 
 log = logging.getLogger("grok")
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]  # BERT's names and roles
 CHOICES = ("auto", "bert", "wordpiece")
-
-
-def _env_true(name: str) -> bool:
-    return os.environ.get(name, "").strip().upper() in ("1", "ON", "YES", "TRUE")
-
-
-@functools.cache
-def hub_reachable(timeout_s: float = 3.0) -> bool:
-    """Whether the HF hub answers at all, found out in seconds (HF's own clients retry).
-
-    HF_HUB_OFFLINE=1 means no. Any HTTP answer, even an error status, means yes; urllib
-    honours the usual proxy variables, as the HF clients do.
-    """
-    if _env_true("HF_HUB_OFFLINE") or _env_true("HF_DATASETS_OFFLINE"):
-        return False
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    try:
-        urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=timeout_s)
-    except urllib.error.HTTPError:
-        return True
-    except (OSError, ValueError):  # URLError, timeouts, refused connections, bad endpoint
-        return False
-    return True
 
 
 def fingerprint(tokenizer: Tokenizer) -> str:

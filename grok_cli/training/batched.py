@@ -36,12 +36,11 @@ from torch.func import functional_call, stack_module_state, vmap
 from grok_cli.config import validate_run_config
 from grok_cli.errors import GrokError, check
 from grok_cli.models import build_model, rescale
-from grok_cli.plots import plot_curves
 from grok_cli.tasks import TaskData, build_task
 from grok_cli.training.checkpoint import identity, save_checkpoint
 from grok_cli.training.optim import build_optimizer
-from grok_cli.training.records import MetricsLog, read_metrics, summarize, write_summary
-from grok_cli.training.run import run_experiment
+from grok_cli.training.records import MetricsLog
+from grok_cli.training.run import finish_run, run_experiment
 from grok_cli.training.trainer import resolve_device
 
 log = logging.getLogger("grok")
@@ -108,7 +107,7 @@ def train_batched(member_cfgs: list[DictConfig], run_dirs: list[Path]) -> list[s
             members[i] = build_member(cfg, run_dir)
         except GrokError as err:
             log.error("error: %s: %s", run_dir, err)
-            _write_failed(cfg, run_dir, str(err))
+            finish_run(run_dir, cfg, status="failed", error=str(err))
             statuses[i] = "failed"
     if members:
         _train_members(list(members.values()))
@@ -268,22 +267,10 @@ def _write_config(cfg: DictConfig, run_dir: Path) -> None:
         OmegaConf.save(cfg, path, resolve=True)
 
 
-def _write_failed(cfg: DictConfig, run_dir: Path, error: str) -> None:
-    summary = summarize([], cfg.thresholds, status="failed", steps=cfg.steps, error=error,
-                        n_train=None, n_test=None, device=None)
-    write_summary(run_dir / "summary.json", summary)
-
-
 def _finish(member: Member, status: str, error: str | None) -> None:
-    metrics_path = member.run_dir / "metrics.csv"
-    rows = read_metrics(metrics_path) if metrics_path.exists() else []
-    if rows:
-        plot_curves(rows, member.run_dir / "curves.png", title=str(member.run_dir))
-    summary = summarize(rows, member.cfg.thresholds, status=status, steps=member.cfg.steps,
-                        error=error, n_train=len(member.task.train),
-                        n_test=len(member.task.test), device=str(member.task.train.y.device),
-                        batched=True)
-    write_summary(member.run_dir / "summary.json", summary)
+    finish_run(member.run_dir, member.cfg, status=status, error=error,
+               n_train=len(member.task.train), n_test=len(member.task.test),
+               device=str(member.task.train.y.device), batched=True)
 
 
 class BatchedLauncher(Launcher):

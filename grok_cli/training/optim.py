@@ -12,8 +12,10 @@ from grok_cli.errors import check, check_choice
 def build_optimizer(
     cfg: DictConfig, weight_decay: float, model: nn.Module
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    check(cfg.lr > 0, "optimizer.lr", cfg.lr, "a positive number")
-    check(weight_decay >= 0, "weight_decay", weight_decay, "a number >= 0")
+    number = (int, float)
+    check(isinstance(cfg.lr, number) and cfg.lr > 0, "optimizer.lr", cfg.lr, "a positive number")
+    check(isinstance(weight_decay, number) and weight_decay >= 0, "weight_decay", weight_decay,
+          "a number >= 0")
     params = list(model.parameters())
     common = dict(lr=cfg.lr, weight_decay=weight_decay, foreach=True)
     # Adam(W)'s fused kernel does the whole update in one pass per tensor: same numbers to
@@ -31,7 +33,8 @@ def build_optimizer(
         opt = torch.optim.RMSprop(params, alpha=cfg.smoothing, eps=cfg.eps,
                                   momentum=cfg.momentum, **common)
     warmup = cfg.get("warmup_steps", 0)
-    check(warmup >= 0, "optimizer.warmup_steps", warmup, "an integer >= 0")
+    check(isinstance(warmup, int) and warmup >= 0, "optimizer.warmup_steps", warmup,
+          "an integer >= 0")
     schedule = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
     )

@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from grok_cli.config import validate_run_config
 from grok_cli.errors import GrokError, report_user_errors
 from grok_cli.plots import plot_curves
+from grok_cli.training.checkpoint import load_checkpoint
 from grok_cli.training.records import read_metrics, summarize, write_summary
 from grok_cli.training.trainer import resolve_device, train
 
@@ -38,24 +39,27 @@ def run_experiment(cfg: DictConfig, run_dir: Path, isolate_failures: bool = Fals
 
     With `isolate_failures`, an error is logged and recorded instead of raised.
     """
-    if cfg.resume and _already_completed(run_dir, cfg.steps):
-        log.info("run already completed: %s", run_dir)
-        return "completed"
     try:
+        if cfg.resume and _already_completed(run_dir, cfg):
+            log.info("run already completed: %s", run_dir)
+            return "completed"
         validate_run_config(cfg)
         _check_device(cfg.device)
         outcome = train(cfg, run_dir)
     except (GrokError, Exception) as err:
         message = str(err) if isinstance(err, GrokError) else f"{type(err).__name__}: {err}"
-        _finish(run_dir, cfg, status="failed", error=message)
+        # A summary.json still here means training never restarted (the trainer removes it
+        # when it does): it describes earlier, finished work, which a mistake must not erase.
+        if not (run_dir / "summary.json").exists():
+            finish_run(run_dir, cfg, status="failed", error=message)
         if not isolate_failures:
             raise
         log.error("error: %s", message, exc_info=not isinstance(err, GrokError))
         return "failed"
     except BaseException:  # Ctrl-C or a scheduler's signal: record it, then stop
-        _finish(run_dir, cfg, status="failed", error="interrupted")
+        finish_run(run_dir, cfg, status="failed", error="interrupted")
         raise
-    summary = _finish(run_dir, cfg, status=outcome.status, error=outcome.error,
+    summary = finish_run(run_dir, cfg, status=outcome.status, error=outcome.error,
                       n_train=len(outcome.task.train), n_test=len(outcome.task.test),
                       device=outcome.device)
     if outcome.status == "diverged":
@@ -68,12 +72,16 @@ def run_experiment(cfg: DictConfig, run_dir: Path, isolate_failures: bool = Fals
     return outcome.status
 
 
-def _already_completed(run_dir: Path, steps: int) -> bool:
-    summary_path = run_dir / "summary.json"
-    if not summary_path.exists() or not (run_dir / "checkpoints" / "last.pt").exists():
+def _already_completed(run_dir: Path, cfg: DictConfig) -> bool:
+    """A completed run of this very config (a different one is refused, not skipped)."""
+    summary_path, ckpt_path = run_dir / "summary.json", run_dir / "checkpoints" / "last.pt"
+    if not summary_path.exists() or not ckpt_path.exists():
         return False
     summary = json.loads(summary_path.read_text())
-    return summary.get("status") == "completed" and summary.get("steps") == steps
+    if summary.get("status") != "completed":
+        return False
+    load_checkpoint(ckpt_path, cfg)  # raises when the folder holds another config's run
+    return summary.get("steps") == cfg.steps
 
 
 def _check_device(name: str) -> None:
@@ -82,8 +90,10 @@ def _check_device(name: str) -> None:
                         "or device=cpu")
 
 
-def _finish(run_dir: Path, cfg: DictConfig, status: str, error: str | None,
-            **extra: Any) -> dict[str, Any]:
+def finish_run(run_dir: Path, cfg: DictConfig, status: str, error: str | None,
+               **extra: Any) -> dict[str, Any]:
+    """Write summary.json (and curves.png) from the folder's metrics.csv: the run folder's
+    closing files, for batched members too."""
     metrics_path = run_dir / "metrics.csv"
     rows = read_metrics(metrics_path) if metrics_path.exists() else []
     if rows:

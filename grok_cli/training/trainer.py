@@ -145,8 +145,13 @@ def train(cfg: DictConfig, run_dir: Path) -> Outcome:
     session = build_session(cfg, run_dir)
     if cfg.resume and session.ckpt_path.exists():
         session.restore()
+        check(session.start <= cfg.steps, "steps", cfg.steps,
+              f"at least the checkpoint's step {session.start} to continue this run "
+              "(or resume=false, or a new run folder)")
         log.info("resuming from %s at step %d", session.ckpt_path, session.start)
     MetricsLog(run_dir / "metrics.csv").start(keep_before_step=session.start)
+    # Training (re)starts: an earlier summary no longer describes this folder.
+    (run_dir / "summary.json").unlink(missing_ok=True)
     task = session.task
     log.info("task %s: %d train / %d test samples; %d parameters; device %s", cfg.task.name,
              len(task.train), len(task.test),
@@ -163,6 +168,8 @@ def _loop(s: Session, loggers: list[Logger]) -> Outcome:
     cfg, model, train_split, test_split = s.cfg, s.model, s.task.train, s.task.test
     device = train_split.y.device
     full_batch = cfg.batch_size is None or cfg.batch_size >= len(train_split)
+    # With dropout the training forward is noisy: train metrics then come from an eval pass.
+    noisy = any(isinstance(m, nn.Dropout) and m.p > 0 for m in model.modules())
     metrics = MetricsLog(s.run_dir / "metrics.csv")
     bar = tqdm(total=cfg.steps, initial=s.start, disable=not _show_bar(cfg), file=sys.stderr,
                dynamic_ncols=True, leave=True)
@@ -186,7 +193,7 @@ def _loop(s: Session, loggers: list[Logger]) -> Outcome:
         nonfinite |= ~torch.isfinite(loss.detach())
 
         if evaluating:
-            if full_batch:  # the training forward already saw the whole split
+            if full_batch and not noisy:  # the training forward already saw the whole split
                 train_stats = (loss.detach(), (logits.argmax(-1) == train_split.y).float().mean())
             else:
                 train_stats = evaluate(model, train_split, cfg.eval_batch_size)
