@@ -102,6 +102,10 @@ BAD_INPUTS = [
     (["task.op=pow"], "task.op"),
     (["device=tpu"], "device"),
     (["save_every=10"], "save_every"),
+    (["ckpt_every=15"], "ckpt_every"),
+    (["model.num_heads=3"], "model.num_heads"),
+    (["thresholds.memorize=abc"], "thresholds.memorize"),
+    (["optimizer.lr=abc"], "optimizer.lr"),
 ]
 
 
@@ -149,3 +153,15 @@ def test_nonfinite_loss_stops_as_diverged_keeping_metrics_and_checkpoint(tmp_pat
     state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert state["step"] < last_step  # the last good one, before the non-finite evaluation
     assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_a_finished_folder_refuses_another_config_and_keeps_its_results(tmp_path):
+    run = tmp_path / "run"
+    grok("run", *TINY, f"hydra.run.dir={run}", cwd=tmp_path, check=True)
+    summary = (run / "summary.json").read_text()
+    other = grok("run", *TINY, "alpha=5", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert other.returncode != 0 and "Traceback" not in other.stderr
+    assert "does not match" in other.stderr and "alpha" in other.stderr
+    fewer = grok("run", *TINY, "steps=20", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert fewer.returncode != 0 and "checkpoint's step 40" in fewer.stderr
+    assert (run / "summary.json").read_text() == summary  # the finished run's record stays
