@@ -23,11 +23,11 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from grok_cli.analysis.runs import Run, load_runs, read_metrics
 from grok_cli.errors import GrokError, bad_value, check, report_user_errors
+from grok_cli.training.records import converged_accuracy
 
 log = logging.getLogger(__name__)
 
 INSUFFICIENCY, SUFFICIENCY, SURPLUS = "insufficiency", "sufficiency", "surplus"
-TAIL_FRACTION = 0.1  # converged accuracy = mean over the last 10% of evaluation rows
 # Config keys that legitimately differ between the runs of one analysis.
 EXPECTED_TO_VARY = {"seed", "data_fraction", "train_size", "device", "resume"}
 
@@ -69,12 +69,6 @@ def first_step_reaching(steps: np.ndarray, acc: np.ndarray, threshold: float) ->
     """The first evaluated step whose accuracy is >= threshold; None when never."""
     hits = np.flatnonzero(acc >= threshold)
     return int(steps[hits[0]]) if hits.size else None
-
-
-def converged_accuracy(acc: np.ndarray, tail_fraction: float = TAIL_FRACTION) -> float:
-    """Mean accuracy over the last `tail_fraction` of evaluation rows (at least one row)."""
-    n_tail = max(1, math.ceil(len(acc) * tail_fraction))
-    return float(np.nanmean(acc[-n_tail:]))
 
 
 def _curve(metrics: dict[str, np.ndarray], column: str, sigma: float):

@@ -6,8 +6,11 @@ import csv
 import json
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 COLUMNS = ["step", "train_loss", "train_acc", "test_loss", "test_acc", "l2_norm", "lr",
            "elapsed_s"]
@@ -47,16 +50,25 @@ def first_step(rows: list[dict[str, Any]], column: str, threshold: float) -> int
     return next((row["step"] for row in rows if row[column] >= threshold), None)
 
 
+def converged_accuracy(acc: Sequence[float], tail_fraction: float = 0.1) -> float:
+    """Mean accuracy over the last `tail_fraction` of evaluation rows (at least one row).
+
+    The one definition of `converged_test_acc`: summary.json and `grok cds` both use it.
+    """
+    tail = np.asarray(acc, dtype=float)[-max(1, math.ceil(len(acc) * tail_fraction)):]
+    return float(np.nanmean(tail))
+
+
 def summarize(rows: list[dict[str, Any]], thresholds: Any, **extra: Any) -> dict[str, Any]:
     """The summary.json fields derived from the metrics rows (see DESIGN.md)."""
-    tail = rows[-max(1, math.ceil(len(rows) / 10)):] if rows else []
     elapsed = rows[-1]["elapsed_s"] if rows else 0.0
     return {
         "memorization_step": first_step(rows, "train_acc", thresholds.memorize),
         "generalization_step": first_step(rows, "test_acc", thresholds.generalize),
         "final": rows[-1] if rows else None,
         "best_test_acc": max((row["test_acc"] for row in rows), default=None),
-        "converged_test_acc": sum(r["test_acc"] for r in tail) / len(tail) if tail else None,
+        "converged_test_acc": (converged_accuracy([r["test_acc"] for r in rows])
+                               if rows else None),
         "wall_s": elapsed,
         "steps_per_s": rows[-1]["step"] / elapsed if rows and elapsed > 0 else None,
         **extra,
