@@ -48,27 +48,44 @@ class DecoderAnswer(nn.Module):
         *early, last = gpt.h
         c_attn, n = last.attn.c_attn, last.attn.split_size
         if not early and self._by_table(x):
-            # One block: its q/k/v at a position depend only on (token, position), so each
-            # distinct pair is projected once (vocab × T rows instead of batch × T), then
-            # gathered. Same numbers; the input is unchanged (no token is dropped).
-            # The gathers go through F.embedding: its CPU backward sums each row in a fixed
-            # order, where advanced indexing's accumulating backward varies with threads.
-            table = gpt.tokens_embed.weight + positions[:, None]  # [T, vocab, n]
-            length, vocab = table.shape[:2]
-            rows = x + torch.arange(length, device=x.device) * vocab  # (position, token)
-            flat = table.reshape(length * vocab, -1)
-            query = F.embedding(x[:, -1], _conv1d(table[-1], c_attn, 0, n))
-            key = F.embedding(rows, _conv1d(flat, c_attn, n, 2 * n))
-            value = F.embedding(rows, _conv1d(flat, c_attn, 2 * n, 3 * n))
-            x_last = gpt.drop(gpt.tokens_embed(x[:, -1]) + positions[-1])
-        else:
-            hidden = gpt.drop(gpt.tokens_embed(x) + positions)
-            for block in early:
-                hidden = block(hidden, None if additive is None else additive[:, None, None])[0]
-            x_last = hidden[:, -1]
-            query = _conv1d(x_last, c_attn, 0, n)
-            key, value = _conv1d(hidden, c_attn, n, 2 * n), _conv1d(hidden, c_attn, 2 * n, 3 * n)
-        return self.lm.lm_head(last_position(last, x_last, query, key, value, additive))
+            return self.lm.lm_head(self._one_block_by_table(x, positions, last, additive))
+        hidden = gpt.drop(gpt.tokens_embed(x) + positions)
+        for block in early:
+            hidden = block(hidden, None if additive is None else additive[:, None, None])[0]
+        x_last = hidden[:, -1]
+        query = _conv1d(x_last, c_attn, 0, n)
+        key, value = _conv1d(hidden, c_attn, n, 2 * n), _conv1d(hidden, c_attn, 2 * n, 3 * n)
+        scores = (query[:, None] * key).view(*key.shape[:2], last.attn.n_head, -1).sum(-1)
+        return self.lm.lm_head(last_position(last, x_last, scores, value, additive))
+
+    def _one_block_by_table(self, x: torch.Tensor, positions: torch.Tensor, block: Block,
+                            additive: torch.Tensor | None) -> torch.Tensor:
+        """The one block's output at the last position, from (token, position) tables.
+
+        In a 1-block model the query, key and value at a position depend only on the
+        (token, position) pair there, and the query only on the last token. So every
+        distinct query-key score is one entry of a small table, [last token, position,
+        token, head], made by per-head matmuls; each sample's scores and values are rows
+        gathered from the tables, and no [batch, positions, hidden] query-key products are
+        ever formed. Same numbers to float rounding; no input token is dropped.
+        The gathers go through F.embedding: its CPU backward sums each row in a fixed
+        order, where advanced indexing's accumulating backward varies with threads.
+        """
+        gpt = self.lm.transformer
+        c_attn, n, heads = block.attn.c_attn, block.attn.split_size, block.attn.n_head
+        table = gpt.tokens_embed.weight + positions[:, None]  # [T, vocab, n]
+        length, vocab = table.shape[:2]
+        flat = table.reshape(length * vocab, n)  # row t * vocab + token
+        per_head = (-1, heads, n // heads)
+        query = _conv1d(table[-1], c_attn, 0, n).view(per_head).transpose(0, 1)
+        key = _conv1d(flat, c_attn, n, 2 * n).view(per_head).permute(1, 2, 0)
+        scores = torch.bmm(query, key).permute(1, 2, 0)  # [last token, t * vocab + token, H]
+        rows = x + torch.arange(length, device=x.device) * vocab  # [B, T]
+        score_rows = rows + x[:, -1:] * (length * vocab)
+        scores = F.embedding(score_rows, scores.reshape(-1, heads))  # [B, T, H]
+        value = F.embedding(rows, _conv1d(flat, c_attn, 2 * n, 3 * n))  # [B, T, n]
+        x_last = gpt.drop(gpt.tokens_embed(x[:, -1]) + positions[-1])
+        return last_position(block, x_last, scores, value, additive)
 
     def _by_table(self, x: torch.Tensor) -> bool:
         """The (token, position) table pays when the batch has more rows than the vocab."""
@@ -83,21 +100,20 @@ def _conv1d(x: torch.Tensor, conv: nn.Module, start: int, stop: int) -> torch.Te
     return flat.view(*x.shape[:-1], stop - start)
 
 
-def last_position(block: Block, x_last: torch.Tensor, query: torch.Tensor, key: torch.Tensor,
-                  value: torch.Tensor, additive: torch.Tensor | None) -> torch.Tensor:
+def last_position(block: Block, x_last: torch.Tensor, scores: torch.Tensor, value: torch.Tensor,
+                  additive: torch.Tensor | None) -> torch.Tensor:
     """An OpenAIGPT (post-LN) block's output at the last position: [B, n].
 
     h = ln_1(x + attn(x)); out = ln_2(h + mlp(h)), from the block input at the last position
-    (x_last [B, n]), its query [B, n], and the keys and values of all positions [B, T, n].
-    The last query attends every position, so its row of HF's causal mask
-    (w * b - 1e4 * (1 - b)) is all ones and leaves w unchanged. One query per sample: the
-    scores are elementwise products summed per head, not B × heads tiny matmuls.
+    (x_last [B, n]), the last query's unscaled scores against every position [B, T, heads]
+    and the values of all positions [B, T, n]. The last query attends every position, so
+    its row of HF's causal mask (w * b - 1e4 * (1 - b)) is all ones and leaves w unchanged.
     """
     attn = block.attn
-    batch, length, n = key.shape
+    batch, length, n = value.shape
     heads = attn.n_head
     per_head = (batch, length, heads, n // heads)
-    w = (query[:, None] * key).view(per_head).sum(-1)  # [B, T, H]
+    w = scores
     if attn.scale:
         w = w / math.sqrt(n // heads)
     if additive is not None:
