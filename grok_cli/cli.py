@@ -9,6 +9,7 @@ from pathlib import Path
 import hydra
 
 import grok_cli
+from grok_cli.errors import bad_value
 
 # subcommand -> (primary config in conf/, "module:function" taking the composed DictConfig)
 SUBCOMMANDS = {
@@ -43,9 +44,9 @@ def main(argv: list[str] | None = None) -> None:
         print(USAGE)
         sys.exit(0 if args else 2)
     if args[0] not in SUBCOMMANDS:
-        print(f"error: unknown command {args[0]!r}; allowed: {', '.join(SUBCOMMANDS)}",
-              file=sys.stderr)
-        sys.exit(2)
+        _fail(f"unknown command {args[0]!r}; allowed: {', '.join(SUBCOMMANDS)}")
+    if args[0] == "sweep":
+        args = _batched_switch(args)
     config_name, target = SUBCOMMANDS[args[0]]
     module_name, function_name = target.split(":")
     task_function = getattr(importlib.import_module(module_name), function_name)
@@ -53,6 +54,31 @@ def main(argv: list[str] | None = None) -> None:
     sys.argv = [f"grok {args[0]}", *args[1:]]
     app = hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name=config_name)
     app(task_function)()
+
+
+def _batched_switch(args: list[str]) -> list[str]:
+    """`sweep.batched=true` is `launcher=batched`: Hydra picks the launcher from the defaults
+    list before any config value is read, so the switch is translated here."""
+    switch = [a for a in args if a.startswith("sweep.batched=")]
+    if not switch:
+        return args
+    value = switch[-1].split("=", 1)[1].lower()
+    if value not in ("true", "false"):
+        _fail(str(bad_value("sweep.batched", value, "true or false")))
+    launchers = [a for a in args if a.startswith("launcher=")]
+    if value == "true" and launchers and launchers[-1] != "launcher=batched":
+        _fail(str(bad_value("sweep.batched", True, f"false with {launchers[-1]} (true selects "
+                                                     "launcher=batched)")))
+    # In place of the switch: Hydra's overrides must stay together, before or after its flags.
+    chosen = ["launcher=batched"] if value == "true" and not launchers else []
+    at = args.index(switch[0])
+    rest = [a for a in args if not a.startswith("sweep.batched=")]
+    return [*rest[:at], *chosen, *rest[at:]]
+
+
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -100,12 +100,12 @@ def test_members_equal_their_unbatched_runs_in_float64(run_cfg, tmp_path):
             torch.testing.assert_close(ma[column], mb[column], rtol=0, atol=1e-5)
 
 
-def test_grok_sweep_launcher_batched(run_cfg, tmp_path):
-    """The real CLI: one vmapped model for the grid, a failing member recorded, the others equal
-    to their unbatched runs."""
+def test_grok_sweep_batched(run_cfg, tmp_path):
+    """The real CLI (`sweep.batched=true`, i.e. launcher=batched): one vmapped model for the
+    grid, a failing member recorded, the others equal to their unbatched runs."""
     short = [*TINY, "steps=20", "eval_every=5", "ckpt_every=10"]
     sweep = tmp_path / "sweep"
-    result = grok("sweep", "launcher=batched", *short, "seed=0,1", "train_size=50,9999",
+    result = grok("sweep", "sweep.batched=true", *short, "seed=0,1", "train_size=50,9999",
                   f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert result.returncode == 1, result.stderr  # 9999 > the 396 training pairs
     assert "training 4 jobs batched" in result.stderr and "Traceback" not in result.stderr
@@ -126,3 +126,14 @@ def test_grok_sweep_launcher_batched(run_cfg, tmp_path):
         cfg = run_cfg(*short, f"seed={row['seed']}", "train_size=50")
         assert unbatched(cfg, tmp_path / f"single{row['seed']}") == "completed"
         assert_same_metrics(job, tmp_path / f"single{row['seed']}", upto=10)
+
+
+@pytest.mark.parametrize("switch, message", [
+    (["sweep.batched=yes"], "sweep.batched='yes' is not allowed: true or false"),
+    (["sweep.batched=true", "launcher=local"], "false with launcher=local"),
+])
+def test_bad_batched_switch_is_one_line(tmp_path, switch, message):
+    result = grok("sweep", *switch, *TINY, cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
