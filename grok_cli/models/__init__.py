@@ -43,7 +43,11 @@ def rescale(model: nn.Module, alpha: float) -> None:
         param.mul_(alpha)
 
 
-@torch.no_grad()
 def l2_norm(model: nn.Module) -> torch.Tensor:
     """The L2 norm of all parameters together, as a 0-d tensor (no host sync)."""
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(model.parameters()))))
+    return l2_norm_of(list(model.parameters()))
+
+
+@torch.no_grad()
+def l2_norm_of(tensors: list[torch.Tensor]) -> torch.Tensor:
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(tensors)))

@@ -3,13 +3,19 @@
 The members of a sweep over seeds and data sizes differ only in their initial weights and
 their training subsets. Their parameters are stacked along a new leading axis
 (`torch.func.stack_module_state`) and one `vmap`-ed `functional_call` runs all K forwards as
-batched matmuls. Members with different train sizes are padded to the largest; each member's
-loss is the mean over its own real rows (padding never enters a loss), so the gradient of
-the summed loss with respect to member k's slice is member k's gradient.
-Adam(W) updates each element alone, so one optimizer over the stacked tensors is K
-optimizers. Each member writes an ordinary run folder (metrics.csv, summary.json,
-curves.png, checkpoints/last.pt in the unbatched format, .hydra/config.yaml): `grok cds`,
-and a later `grok run` resuming it, cannot tell the difference.
+batched matmuls. Each member's loss is the mean over its own rows, so the gradient of the
+summed loss with respect to member k's slice is member k's gradient. Adam(W) updates each
+element alone, so one optimizer over the stacked tensors is K optimizers.
+
+Members with different train sizes are padded to the largest (padding never enters a
+loss). Same numbers as the unbatched runs to float rounding only: the batched kernels round
+differently, and training is chaotic enough that such differences grow to ~1e-2 in the losses
+within ~200 steps in fp32, as do those between two unbatched runs on 1 vs 2 threads; in
+float64 the members match to ~1e-7 (tests/test_batched.py).
+
+Each member writes an ordinary run folder (metrics.csv, summary.json, curves.png,
+checkpoints/last.pt in the unbatched format, .hydra/config.yaml): `grok cds`, and a later
+`grok run` resuming it, cannot tell the difference.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from grok_cli.config import validate_run_config
 from grok_cli.errors import GrokError, check
-from grok_cli.models import build_model, rescale
+from grok_cli.models import build_model, l2_norm_of, rescale
 from grok_cli.tasks import TaskData, build_task
 from grok_cli.training.checkpoint import identity, save_checkpoint
 from grok_cli.training.optim import build_optimizer
@@ -111,7 +117,7 @@ def train_batched(member_cfgs: list[DictConfig], run_dirs: list[Path]) -> list[s
             statuses[i] = "failed"
     if members:
         _train_members(list(members.values()))
-        statuses.update({i: member.status for i, member in members.items()})
+    statuses.update({i: member.status for i, member in members.items()})
     return [statuses[i] for i in range(len(member_cfgs))]
 
 
@@ -180,12 +186,12 @@ def _loop(members: list[Member]) -> None:
         loss = torch.stack([F.cross_entropy(logits[k, :n], y[k, :n])
                             for k, n in enumerate(sizes)])
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            train_acc = torch.stack([(logits[k, :n].argmax(-1) == y[k, :n]).float().mean()
-                                     for k, n in enumerate(sizes)])
-            test_loss, test_acc = _evaluate(shared_input, params, buffers, test,
-                                            cfg.eval_batch_size)
-            table = torch.stack([loss.detach(), train_acc, test_loss, test_acc,
-                                 _l2_norms(params)], 1).tolist()  # the one host sync
+            tests = _evaluate(shared_input, params, buffers, test, cfg.eval_batch_size)
+            rows = [torch.stack([loss[k].detach(),
+                                 (logits[k, :n].argmax(-1) == y[k, :n]).float().mean(),
+                                 *tests[k], l2_norm_of([p[k] for p in params.values()])])
+                    for k, n in enumerate(sizes)]
+            table = torch.stack(rows).tolist()  # the one host sync
             elapsed = time.perf_counter() - began
             for k, values in enumerate(table):
                 if live[k]:
@@ -205,24 +211,20 @@ def _loop(members: list[Member]) -> None:
 
 @torch.no_grad()
 def _evaluate(fn: Any, params: dict, buffers: dict, split: Any, batch_size: int
-              ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-member mean loss and accuracy over a split all members share: two [K] tensors."""
-    loss_sum = correct = 0
+              ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Each member's mean loss and accuracy over a split all members share.
+
+    One batched forward per chunk; the reductions per member, as `trainer.evaluate` does them.
+    """
+    sums = [(torch.zeros((), device=split.y.device), torch.zeros((), device=split.y.device))
+            for _ in range(next(iter(params.values())).shape[0])]
     for start in range(0, len(split), batch_size):
         part = split.subset(slice(start, start + batch_size))
         logits = fn(params, buffers, part.x).float()  # [K, B, C]
-        target = part.y.expand(logits.shape[0], -1)
-        loss_sum = loss_sum + F.cross_entropy(logits.transpose(1, 2), target,
-                                              reduction="none").sum(1)
-        correct = correct + (logits.argmax(-1) == target).sum(1)
-    return loss_sum / len(split), correct / len(split)
-
-
-@torch.no_grad()
-def _l2_norms(params: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Each member's L2 norm of all its parameters together: [K]."""
-    per_tensor = torch.stack([p.flatten(1).norm(dim=1) for p in params.values()])
-    return torch.linalg.vector_norm(per_tensor, dim=0)
+        for (loss_sum, correct), member_logits in zip(sums, logits, strict=True):
+            loss_sum += F.cross_entropy(member_logits, part.y, reduction="sum")
+            correct += (member_logits.argmax(-1) == part.y).sum()
+    return [(loss_sum / len(split), correct / len(split)) for loss_sum, correct in sums]
 
 
 def _record(member: Member, metrics: MetricsLog, step: int, values: list[float],
