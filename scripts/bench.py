@@ -8,7 +8,7 @@ eval_every=10`, the same steps. Each measurement runs in its own process (peak m
 process's), the two alternate, and the median steps/s of each is reported.
 
     python scripts/bench.py [--steps 30] [--rounds 2] [--json bench.json]
-    python scripts/bench.py --batched [--members 10] [--batched-steps 300]
+    python scripts/bench.py --batched [--batched-steps 4000] [--json bench_batched.json]
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import shutil
 import statistics
@@ -25,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
@@ -154,53 +156,70 @@ def bench_trainer(args: argparse.Namespace) -> dict:
     return report
 
 
-def bench_batched(args: argparse.Namespace) -> dict:
-    """K members (seeds × data fractions) one after another, then batched; both in-process."""
-    from grok_cli.training.batched import train_batched
-    from grok_cli.training.records import read_metrics
-    from grok_cli.training.run import run_experiment
+SIZES, SEEDS = (250, 350, 450, 600, 720), (0, 1)  # 10 members of the cds_modadd_cpu grid
 
-    fractions = [0.3, 0.4, 0.5, 0.6, 0.7]
-    cfgs = [compose_run(f"task.p={args.p}", f"model.hidden_size={args.hidden}",
-                        "model.num_heads=4",
-                        f"steps={args.batched_steps}", "eval_every=10", "progress=log",
-                        f"seed={k % 2}", f"data_fraction={fractions[k // 2 % 5]}")
-            for k in range(args.members)]
+
+def grok_sweep(*overrides: str) -> float:
+    """Wall seconds of one `grok sweep sweep=cds_modadd_cpu ...` process, as a user runs it."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "grok_cli.cli", "sweep", "sweep=cds_modadd_cpu",
+                    "progress=log", *overrides], check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def bench_batched(args: argparse.Namespace) -> dict:
+    """The cds_modadd_cpu sweep's model, 10 members (5 train sizes x 2 seeds), three ways, all
+    through the CLI: 10 separate processes one after another (a shell loop of single runs),
+    one `grok sweep launcher=basic` (in-process, one after another) and one
+    `grok sweep sweep.batched=true`. The two sweeps write the same job folders, compared."""
+    from grok_cli.analysis.runs import read_metrics
+
+    steps = f"steps={args.batched_steps}"
+    grid = [f"train_size={','.join(map(str, SIZES))}", f"seed={','.join(map(str, SEEDS))}"]
     root = Path(tempfile.mkdtemp(prefix="grok-bench-"))
     try:
-        start = time.perf_counter()
-        for k, cfg in enumerate(cfgs):
-            (root / f"seq{k}").mkdir()
-            run_experiment(cfg, root / f"seq{k}")
-        sequential = time.perf_counter() - start
-        start = time.perf_counter()
-        statuses = train_batched(cfgs, [root / f"bat{k}" for k in range(len(cfgs))])
-        batched = time.perf_counter() - start
-        # The training loops alone (metrics.csv elapsed_s): without setup and curves.png.
-        sequential_loops = sum(read_metrics(root / f"seq{k}" / "metrics.csv")[-1]["elapsed_s"]
-                               for k in range(len(cfgs)))
-        batched_loop = read_metrics(root / "bat0" / "metrics.csv")[-1]["elapsed_s"]
-        diff = 0.0
-        for k in range(len(cfgs)):
-            a, b = read_metrics(root / f"seq{k}" / "metrics.csv"), read_metrics(
-                root / f"bat{k}" / "metrics.csv")
-            diff = max([diff] + [abs(r[c] - s[c]) for r, s in zip(a, b, strict=True)
-                                 if r["step"] <= 200 for c in ("train_loss", "test_loss")])
+        separate = sum(grok_sweep(steps, "launcher=basic", f"train_size={size}",
+                                  f"seed={seed}", f"hydra.sweep.dir={root / 'separate'}")
+                       for size in SIZES for seed in SEEDS)
+        basic = grok_sweep(steps, "launcher=basic", *grid, f"hydra.sweep.dir={root / 'basic'}")
+        batched = grok_sweep(steps, "sweep.batched=true", *grid,
+                             f"hydra.sweep.dir={root / 'batched'}")
+        members = []
+        for job in sorted(p.parent for p in (root / "basic").glob("*/metrics.csv")):
+            one, together = (read_metrics(root / kind / job.name) for kind in ("basic",
+                                                                                "batched"))
+            early = one["step"] <= 200
+            summaries = [json.loads((root / kind / job.name / "summary.json").read_text())
+                         for kind in ("basic", "batched")]
+            members.append({
+                "job": " ".join(re.findall(r"(?:seed|train_size)=\d+", job.name)),
+                "max_loss_diff_steps_le_200": max(
+                    float(np.abs(one[c][early] - together[c][early]).max())
+                    for c in ("train_loss", "test_loss")),
+                **{f"{key}_{kind}": summary[key] for kind, summary in zip(
+                    ("unbatched", "batched"), summaries, strict=True)
+                   for key in ("memorization_step", "generalization_step",
+                               "converged_test_acc")}})
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    report = {"members": len(cfgs), "p": args.p, "hidden": args.hidden,
-              "steps": args.batched_steps,
+    report = {"members": len(SIZES) * len(SEEDS), "steps": args.batched_steps,
               "threads": torch.get_num_threads(), "load_average": os.getloadavg(),
-              "sequential_s": sequential, "batched_s": batched, "ratio": sequential / batched,
-              "sequential_loops_s": sequential_loops, "batched_loop_s": batched_loop,
-              "loop_ratio": sequential_loops / batched_loop,
-              "statuses": statuses, "max_loss_diff_first_200_steps": diff}
-    print(f"{len(cfgs)} members (p={args.p}, hidden {args.hidden}, {args.batched_steps} steps): "
-          f"one after "
-          f"another {sequential:.1f} s, batched {batched:.1f} s, ratio "
-          f"{sequential / batched:.2f}x; training loops alone {sequential_loops:.1f} s vs "
-          f"{batched_loop:.1f} s, ratio {sequential_loops / batched_loop:.2f}x; "
-          f"max |loss diff| (steps <= 200) {diff:.2e}")
+              "separate_processes_s": separate, "sweep_basic_s": basic, "sweep_batched_s": batched,
+              "ratio_vs_separate": separate / batched, "ratio_vs_basic": basic / batched,
+              "per_member": members}
+    print(f"cds_modadd_cpu, {report['members']} members, {args.batched_steps} steps, "
+          f"{report['threads']} threads")
+    print(f"{'way':<34} {'wall s':>8} {'batched is':>11}")
+    for name, seconds in (("10 processes one after another", separate),
+                          ("grok sweep launcher=basic", basic),
+                          ("grok sweep sweep.batched=true", batched)):
+        print(f"{name:<34} {seconds:>8.1f} {seconds / batched:>10.2f}x")
+    for m in members:
+        print(f"  {m['job']}: max |loss diff| (steps <= 200) "
+              f"{m['max_loss_diff_steps_le_200']:.1e}; memorized/generalized "
+              f"{m['memorization_step_unbatched']}/{m['generalization_step_unbatched']} "
+              f"unbatched vs {m['memorization_step_batched']}/"
+              f"{m['generalization_step_batched']} batched")
     return report
 
 
@@ -209,10 +228,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--batched", action="store_true", help="benchmark batched sweeps")
-    parser.add_argument("--members", type=int, default=10)
-    parser.add_argument("--batched-steps", type=int, default=300)
-    parser.add_argument("--p", type=int, default=31)
-    parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--batched-steps", type=int, default=4000,
+                        help="steps per member (the cds_modadd_cpu preset's 4000)")
     parser.add_argument("--json", type=Path, default=Path("bench.json"))
     parser.add_argument("--worker", choices=["reference", "grok"], help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -41,6 +41,9 @@ def test_members_equal_their_unbatched_runs(run_cfg, tmp_path):
     for k, cfg in enumerate(cfgs):
         assert unbatched(cfg, tmp_path / f"single{k}") == "completed"
         assert_same_metrics(dirs[k], tmp_path / f"single{k}")
+        first = [read_metrics(d) for d in (dirs[k], tmp_path / f"single{k}")]
+        for column in (*LOSSES, "train_acc", "test_acc"):  # the init row: bit for bit
+            assert first[0][column][0] == first[1][column][0], column
         batched, single = (json.loads((d / "summary.json").read_text())
                            for d in (dirs[k], tmp_path / f"single{k}"))
         for key in ("status", "steps", "n_train", "n_test", "memorization_step",

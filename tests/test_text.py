@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import random
+import shutil
 import subprocess
 import time
 
@@ -271,3 +272,31 @@ def test_cds_imdb_is_the_papers_recipe(run_cfg):
     assert (cfg.weight_decay, cfg.alpha, cfg.batch_size) == (0.01, 10.0, 128)
     # 28,097 kept reviews: the paper's 21,072 / 7,025 is the floor of 75 %.
     assert (math.floor(28_097 * cfg.task.train_split), 28_097 - 21_072) == (21_072, 7_025)
+
+
+def test_resume_refuses_a_checkpoint_made_with_another_tokenizer(tmp_path, files):
+    """tokenizer=auto picks a cached BERT tokenizer where there is one, else trains WordPiece:
+    a job requeued on a node without the cache must not continue on another vocabulary."""
+    from transformers import BertTokenizerFast
+
+    words = sorted(set(POSITIVE + NEGATIVE + FILLER))
+    folder = tmp_path / "tiny-bert"
+    BertTokenizerFast(vocab={t: i for i, t in enumerate(
+        ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words])}).save_pretrained(folder)
+    train, test = files
+    run = tmp_path / "run"
+    args = ["run", "task=imdb", "model=lstm", "++model.embed_dim=16", "model.hidden_size=16",
+            "model.num_layers=1", f"task.data_files.train={train}",
+            f"task.data_files.test={test}", f"task.cache_dir={tmp_path / 'cache'}",
+            "tokenizer=auto", f"tokenizer.name_or_path={folder}", "batch_size=32",
+            "eval_every=5", "ckpt_every=5", "progress=log", f"hydra.run.dir={run}"]
+    grok(*args, "steps=10", cwd=tmp_path, check=True)
+    again = grok(*args, "steps=15", cwd=tmp_path)  # same node: continues
+    assert again.returncode == 0, again.stderr
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["label_names"] == ["0", "1"]
+    shutil.rmtree(folder)  # another node, without it: auto now trains a WordPiece
+    moved = grok(*args, "steps=20", cwd=tmp_path)
+    errors = [line for line in moved.stderr.splitlines() if line.startswith("error:")]
+    assert moved.returncode == 2 and "Traceback" not in moved.stderr
+    assert len(errors) == 1 and "trained on another tokenizer" in errors[0]

@@ -39,6 +39,9 @@ class TaskData:
     # "classify": the label is a class id (encoder models use a classification head).
     kind: str = "lm"
     label_names: list[str] | None = None  # classify: the name of each class id, for records
+    # Text tasks: a hash of the tokenizer that made the ids. `tokenizer=auto` may resolve
+    # differently on another node, and a checkpoint must not resume on another vocabulary.
+    tokenizer_fingerprint: str | None = None
 
 
 def split_indices(n: int, train_split: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -81,6 +81,7 @@ def build_text(cfg: DictConfig, device: torch.device) -> TaskData:
         n_classes=len(encoded.label_names),
         kind="classify",
         label_names=encoded.label_names,
+        tokenizer_fingerprint=fingerprint(tokenizer),
     )
 
 

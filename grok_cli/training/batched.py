@@ -43,7 +43,7 @@ from grok_cli.config import validate_run_config
 from grok_cli.errors import GrokError, check
 from grok_cli.models import build_model, l2_norm_of, rescale
 from grok_cli.tasks import TaskData, build_task
-from grok_cli.training.checkpoint import identity, save_checkpoint
+from grok_cli.training.checkpoint import checkpoint_state, save_checkpoint
 from grok_cli.training.optim import build_optimizer
 from grok_cli.training.records import MetricsLog
 from grok_cli.training.run import finish_run, run_experiment
@@ -252,13 +252,11 @@ def _save(members: list[Member], params: dict[str, torch.Tensor], optimizer: Any
         state = {i: {key: value if key == "step" else value[k] for key, value in s.items()}
                  for i, s in opt_state["state"].items()}
         sampler = torch.Generator(member.task.train.y.device).manual_seed(member.cfg.seed)
-        save_checkpoint(member.run_dir / "checkpoints" / "last.pt", {
-            "step": step, "elapsed_s": elapsed, "identity": identity(member.cfg),
-            "model": member.model.state_dict(),
-            "optimizer": {"state": state, "param_groups": opt_state["param_groups"]},
-            "schedule": schedule.state_dict(),
-            "rng": {"torch": member.rng, "sampler": sampler.get_state()},
-        })
+        save_checkpoint(member.run_dir / "checkpoints" / "last.pt", checkpoint_state(
+            member.cfg, member.task, step, elapsed, model=member.model.state_dict(),
+            optimizer={"state": state, "param_groups": opt_state["param_groups"]},
+            schedule=schedule.state_dict(),
+            rng={"torch": member.rng, "sampler": sampler.get_state()}))
 
 
 def _write_config(cfg: DictConfig, run_dir: Path) -> None:
@@ -272,6 +270,7 @@ def _write_config(cfg: DictConfig, run_dir: Path) -> None:
 def _finish(member: Member, status: str, error: str | None) -> None:
     finish_run(member.run_dir, member.cfg, status=status, error=error,
                n_train=len(member.task.train), n_test=len(member.task.test),
+               label_names=member.task.label_names,
                device=str(member.task.train.y.device), batched=True)
 
 

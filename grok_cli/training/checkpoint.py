@@ -10,6 +10,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from grok_cli.errors import GrokError
+from grok_cli.tasks.base import TaskData
 
 # A checkpoint only continues a run whose config agrees on these keys; the others
 # (steps, eval_every, ckpt_every, device, ...) may change between the two commands.
@@ -19,6 +20,25 @@ IDENTITY_KEYS = ("task", "model", "optimizer", "alpha", "weight_decay", "data_fr
 
 def identity(cfg: DictConfig) -> dict[str, Any]:
     return {key: OmegaConf.to_container(cfg, resolve=True).get(key) for key in IDENTITY_KEYS}
+
+
+def checkpoint_state(cfg: DictConfig, task: TaskData, step: int, elapsed_s: float,
+                     **state: Any) -> dict[str, Any]:
+    """What last.pt holds: `state` (model, optimizer, schedule, rng) and what it belongs to."""
+    return {"step": step, "elapsed_s": elapsed_s, "identity": identity(cfg),
+            "tokenizer_fingerprint": task.tokenizer_fingerprint, **state}
+
+
+def check_tokenizer(state: dict[str, Any], task: TaskData, path: Path) -> None:
+    """The ids must come from the checkpoint's tokenizer: `tokenizer=auto` picks bert or a
+    trained WordPiece by what this machine has cached, so a requeued job could differ."""
+    saved = state.get("tokenizer_fingerprint")
+    if saved != task.tokenizer_fingerprint:
+        raise GrokError(
+            f"checkpoint {path} was trained on another tokenizer (fingerprint {saved!s:.12} "
+            f"there, {task.tokenizer_fingerprint!s:.12} here; tokenizer=auto resolves by what "
+            "this machine has cached); pin tokenizer=bert or tokenizer=wordpiece as in the "
+            "original run, or use a new run folder")
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

@@ -61,7 +61,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path, isolate_failures: bool = Fals
         raise
     summary = finish_run(run_dir, cfg, status=outcome.status, error=outcome.error,
                       n_train=len(outcome.task.train), n_test=len(outcome.task.test),
-                      device=outcome.device)
+                      device=outcome.device, label_names=outcome.task.label_names)
     if outcome.status == "diverged":
         log.error("error: run diverged: %s", outcome.error)
     else:
@@ -98,7 +98,7 @@ def finish_run(run_dir: Path, cfg: DictConfig, status: str, error: str | None,
     rows = read_metrics(metrics_path) if metrics_path.exists() else []
     if rows:
         plot_curves(rows, run_dir / "curves.png", title=str(run_dir))
-    extra = {"n_train": None, "n_test": None, "device": None, **extra}
+    extra = {"n_train": None, "n_test": None, "device": None, "label_names": None, **extra}
     summary = summarize(rows, cfg.thresholds, status=status, steps=cfg.steps, error=error,
                         **extra)
     write_summary(run_dir / "summary.json", summary)

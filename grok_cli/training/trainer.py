@@ -18,7 +18,12 @@ from tqdm import tqdm
 from grok_cli.errors import check
 from grok_cli.models import build_model, l2_norm, rescale
 from grok_cli.tasks import Split, TaskData, build_task
-from grok_cli.training.checkpoint import identity, load_checkpoint, save_checkpoint
+from grok_cli.training.checkpoint import (
+    check_tokenizer,
+    checkpoint_state,
+    load_checkpoint,
+    save_checkpoint,
+)
 from grok_cli.training.loggers import Logger, build_loggers
 from grok_cli.training.optim import build_optimizer
 from grok_cli.training.records import MetricsLog
@@ -91,14 +96,13 @@ class Session:
         return self.run_dir / "checkpoints" / "last.pt"
 
     def save(self, step: int, elapsed_s: float, rng: dict[str, Any]) -> None:
-        save_checkpoint(self.ckpt_path, {
-            "step": step, "elapsed_s": elapsed_s, "identity": identity(self.cfg),
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "schedule": self.schedule.state_dict(), "rng": rng,
-        })
+        save_checkpoint(self.ckpt_path, checkpoint_state(
+            self.cfg, self.task, step, elapsed_s, model=self.model.state_dict(),
+            optimizer=self.optimizer.state_dict(), schedule=self.schedule.state_dict(), rng=rng))
 
     def restore(self) -> None:
         state = load_checkpoint(self.ckpt_path, self.cfg)
+        check_tokenizer(state, self.task, self.ckpt_path)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
