@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -12,8 +11,7 @@ from conftest import TINY, grok
 
 from grok_cli.analysis.runs import Run, read_metrics
 from grok_cli.errors import GrokError
-from grok_cli.tasks import Split, TaskData
-from grok_cli.training.batched import stacks, train_batched
+from grok_cli.training.batched import train_batched
 from grok_cli.training.run import run_experiment
 
 MEMBERS = [("seed=0",), ("seed=1", "data_fraction=0.3"), ("seed=2", "train_size=150")]
@@ -142,16 +140,3 @@ def test_bad_batched_switch_is_one_line(tmp_path, switch, message):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
-
-
-def test_cpu_stacks_pad_no_member_by_more_than_a_quarter():
-    """A CPU step costs in proportion to its rows, padding included: similar sizes share a
-    stack, largest first."""
-    def member(n):
-        split = Split(torch.zeros(n, 4, dtype=torch.long), torch.zeros(n, dtype=torch.long))
-        return SimpleNamespace(task=TaskData(split, split, vocab_size=8, n_classes=8))
-
-    groups = stacks([member(n) for n in (250, 720, 350, 600, 450, 720, 250)])
-    assert [[len(m.task.train) for m in g] for g in groups] == [
-        [720, 720, 600], [450], [350], [250, 250]]
-    assert stacks([]) == []
