@@ -7,11 +7,11 @@ batched matmuls. Each member's loss is the mean over its own rows, so the gradie
 summed loss with respect to member k's slice is member k's gradient. Adam(W) updates each
 element alone, so one optimizer over the stacked tensors is K optimizers.
 
-Members with different train sizes are padded to the largest of their stack (padding never
-enters a loss; see `stacks`). Same numbers as the unbatched runs to float rounding only: the
-batched kernels round differently, and training is chaotic enough that such differences grow
-to ~1e-2 in the losses within ~200 steps in fp32, as do those between two unbatched runs on
-1 vs 2 threads; in float64 the members match to ~1e-7 (tests/test_batched.py).
+Members with different train sizes are padded to the largest (padding never enters a
+loss). Same numbers as the unbatched runs to float rounding only: the batched kernels round
+differently, and training is chaotic enough that such differences grow to ~1e-2 in the losses
+within ~200 steps in fp32, as do those between two unbatched runs on 1 vs 2 threads; in
+float64 the members match to ~1e-7 (tests/test_batched.py).
 
 Each member writes an ordinary run folder (metrics.csv, summary.json, curves.png,
 checkpoints/last.pt in the unbatched format, .hydra/config.yaml): `grok cds`, and a later
@@ -115,33 +115,10 @@ def train_batched(member_cfgs: list[DictConfig], run_dirs: list[Path]) -> list[s
             log.error("error: %s: %s", run_dir, err)
             finish_run(run_dir, cfg, status="failed", error=str(err))
             statuses[i] = "failed"
-    for group in stacks(list(members.values())):
-        log.info("training %d members (train sizes %d to %d) as one stacked model", len(group),
-                 len(group[-1].task.train), len(group[0].task.train))
-        _train_members(group)
+    if members:
+        _train_members(list(members.values()))
     statuses.update({i: member.status for i, member in members.items()})
     return [statuses[i] for i in range(len(member_cfgs))]
-
-
-def stacks(members: list[Member], max_padding: float = 1.25) -> list[list[Member]]:
-    """The members grouped into stacked models, trained one after another.
-
-    A CPU step costs in proportion to the rows it computes, padding included (measured on
-    the cds_modadd_cpu grid: 7,200 padded rows took 29 s, the same members as 5,580 rows in
-    two stacks 23 s), so on a CPU members of similar train size share a stack, none padded
-    by more than `max_padding`. A small model's GPU step costs kernel launches rather than
-    rows, so there all members share one stack.
-    """
-    if not members or members[0].task.train.y.device.type == "cuda":
-        return [members] if members else []
-    groups: list[list[Member]] = []
-    for member in sorted(members, key=lambda m: -len(m.task.train)):
-        size = len(member.task.train)
-        if groups and len(groups[-1][0].task.train) <= max_padding * size:
-            groups[-1].append(member)
-        else:
-            groups.append([member])
-    return groups
 
 
 def _train_members(members: list[Member]) -> None:
