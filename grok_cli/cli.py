@@ -57,8 +57,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _batched_switch(args: list[str]) -> list[str]:
-    """`sweep.batched=true` is `launcher=batched`: Hydra picks the launcher from the defaults
-    list before any config value is read, so the switch is translated here."""
+    """`sweep.batched=true` selects `launcher=batched`: Hydra picks the launcher from the
+    defaults list before any config value is read, so the command-line switch is translated
+    here. The switch itself stays in the overrides, so the job configs record it."""
     switch = [a for a in args if a.startswith("sweep.batched=")]
     if not switch:
         return args
@@ -66,14 +67,14 @@ def _batched_switch(args: list[str]) -> list[str]:
     if value not in ("true", "false"):
         _fail(str(bad_value("sweep.batched", value, "true or false")))
     launchers = [a for a in args if a.startswith("launcher=")]
-    if value == "true" and launchers and launchers[-1] != "launcher=batched":
-        _fail(str(bad_value("sweep.batched", True, f"false with {launchers[-1]} (true selects "
-                                                     "launcher=batched)")))
-    # In place of the switch: Hydra's overrides must stay together, before or after its flags.
-    chosen = ["launcher=batched"] if value == "true" and not launchers else []
-    at = args.index(switch[0])
-    rest = [a for a in args if not a.startswith("sweep.batched=")]
-    return [*rest[:at], *chosen, *rest[at:]]
+    batched = value == "true"
+    if launchers and (launchers[-1] == "launcher=batched") != batched:
+        _fail(str(bad_value("sweep.batched", batched, f"{str(not batched).lower()} with "
+                            f"{launchers[-1]} (true is launcher=batched)")))
+    if not batched or launchers:
+        return args
+    at = args.index(switch[-1])  # next to it: Hydra's overrides must stay together
+    return [*args[:at], "launcher=batched", *args[at:]]
 
 
 def _fail(message: str) -> None:

@@ -230,7 +230,8 @@ def main() -> None:
     parser.add_argument("--batched", action="store_true", help="benchmark batched sweeps")
     parser.add_argument("--batched-steps", type=int, default=4000,
                         help="steps per member (the cds_modadd_cpu preset's 4000)")
-    parser.add_argument("--json", type=Path, default=Path("bench.json"))
+    parser.add_argument("--json", type=Path,
+                        help="report file (default bench.json, or bench_batched.json)")
     parser.add_argument("--worker", choices=["reference", "grok"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -238,8 +239,9 @@ def main() -> None:
         print(json.dumps(worker(args.steps)))
         return
     report = bench_batched(args) if args.batched else bench_trainer(args)
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"written: {args.json}")
+    path = args.json or Path("bench_batched.json" if args.batched else "bench.json")
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"written: {path}")
 
 
 if __name__ == "__main__":

@@ -128,6 +128,7 @@ def test_grok_sweep_batched(run_cfg, tmp_path):
         assert all((job / name).stat().st_size > 0
                    for name in ("metrics.csv", "summary.json", "curves.png"))
         assert json.loads((job / "summary.json").read_text())["batched"] is True
+        assert "batched: true" in (job / ".hydra" / "config.yaml").read_text()
         cfg = run_cfg(*short, f"seed={row['seed']}", "train_size=50")
         assert unbatched(cfg, tmp_path / f"single{row['seed']}") == "completed"
         assert_same_metrics(job, tmp_path / f"single{row['seed']}", upto=10)
@@ -136,9 +137,23 @@ def test_grok_sweep_batched(run_cfg, tmp_path):
 @pytest.mark.parametrize("switch, message", [
     (["sweep.batched=yes"], "sweep.batched='yes' is not allowed: true or false"),
     (["sweep.batched=true", "launcher=local"], "false with launcher=local"),
+    (["launcher=batched", "sweep.batched=false"], "true with launcher=batched"),
 ])
 def test_bad_batched_switch_is_one_line(tmp_path, switch, message):
     result = grok("sweep", *switch, *TINY, cwd=tmp_path)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+
+
+def test_padded_text_members_are_refused(run_cfg, tmp_path):
+    """The stacked forward takes token ids only, so padded texts would be attended."""
+    from test_text import reviews, write_jsonl
+
+    data = write_jsonl(tmp_path / "train.jsonl", reviews(60))
+    cfg = run_cfg("task=imdb", "model=lstm", f"task.data_files.train={data}",
+                  f"task.cache_dir={tmp_path / 'cache'}", "tokenizer=wordpiece",
+                  "batch_size=null", "steps=2", "progress=log")
+    assert train_batched([cfg], [tmp_path / "run"]) == ["failed"]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert "tasks without padding" in summary["error"]

@@ -28,7 +28,9 @@ def logits_and_grads(model, x, y, mask, fast):
 
 @pytest.mark.parametrize("layers", [1, 2])
 @pytest.mark.parametrize("padded", [False, True])
-@pytest.mark.parametrize("rows", [None, 8])  # 8 < vocab: no (token, position) table
+# Rows: all (the score table), 40 (> vocab 25, but the vocab² × heads score table would
+# outgrow 40 × hidden: pair tables, per-sample scores), 8 (< vocab: no tables).
+@pytest.mark.parametrize("rows", [None, 40, 8])
 def test_fast_decoder_path_equals_the_full_hf_forward(run_cfg, layers, padded, rows):
     cfg = run_cfg("task.p=23", "model.hidden_size=32", "model.num_heads=4",
                   f"model.num_layers={layers}")

@@ -300,3 +300,19 @@ def test_resume_refuses_a_checkpoint_made_with_another_tokenizer(tmp_path, files
     errors = [line for line in moved.stderr.splitlines() if line.startswith("error:")]
     assert moved.returncode == 2 and "Traceback" not in moved.stderr
     assert len(errors) == 1 and "trained on another tokenizer" in errors[0]
+
+
+def test_a_checkpoint_from_before_fingerprints_resumes_with_a_warning(caplog):
+    from pathlib import Path
+
+    from grok_cli.tasks import Split, TaskData
+    from grok_cli.training.checkpoint import check_tokenizer
+
+    split = Split(torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, dtype=torch.long))
+    task = TaskData(split, split, vocab_size=9, n_classes=2, tokenizer_fingerprint="abc")
+    with caplog.at_level(logging.WARNING, logger="grok"):
+        check_tokenizer({}, task, Path("old.pt"))
+    assert "does not record its tokenizer" in caplog.text
+    check_tokenizer({"tokenizer_fingerprint": "abc"}, task, Path("same.pt"))
+    with pytest.raises(GrokError, match="another tokenizer"):
+        check_tokenizer({"tokenizer_fingerprint": "xyz"}, task, Path("other.pt"))

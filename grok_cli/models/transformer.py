@@ -55,7 +55,7 @@ class DecoderAnswer(nn.Module):
         x_last = hidden[:, -1]
         query = _conv1d(x_last, c_attn, 0, n)
         key, value = _conv1d(hidden, c_attn, n, 2 * n), _conv1d(hidden, c_attn, 2 * n, 3 * n)
-        scores = (query[:, None] * key).view(*key.shape[:2], last.attn.n_head, -1).sum(-1)
+        scores = _scores(query, key, last.attn.n_head)
         return self.lm.lm_head(last_position(last, x_last, scores, value, additive))
 
     def _one_block_by_table(self, x: torch.Tensor, positions: torch.Tensor, block: Block,
@@ -63,26 +63,31 @@ class DecoderAnswer(nn.Module):
         """The one block's output at the last position, from (token, position) tables.
 
         In a 1-block model the query, key and value at a position depend only on the
-        (token, position) pair there, and the query only on the last token. So every
-        distinct query-key score is one entry of a small table, [last token, position,
-        token, head], made by per-head matmuls; each sample's scores and values are rows
-        gathered from the tables, and no [batch, positions, hidden] query-key products are
-        ever formed. Same numbers to float rounding; no input token is dropped.
-        The gathers go through F.embedding: its CPU backward sums each row in a fixed
-        order, where advanced indexing's accumulating backward varies with threads.
+        (token, position) pair there, so each distinct pair is projected once (vocab × T rows
+        instead of batch × T) and gathered; the query depends on the last token alone. With
+        a small vocabulary even every query-key score is one entry of a [last token,
+        position, token, head] table made by per-head matmuls, and no per-sample
+        [batch, positions, hidden] products are formed; that table has vocab² × T × heads
+        entries, so it is used only while it is no larger than those products. Same numbers
+        to float rounding; no input token is dropped. The gathers go through F.embedding:
+        its CPU backward sums each row in a fixed order, where advanced indexing's
+        accumulating backward varies with threads.
         """
         gpt = self.lm.transformer
         c_attn, n, heads = block.attn.c_attn, block.attn.split_size, block.attn.n_head
         table = gpt.tokens_embed.weight + positions[:, None]  # [T, vocab, n]
         length, vocab = table.shape[:2]
         flat = table.reshape(length * vocab, n)  # row t * vocab + token
-        per_head = (-1, heads, n // heads)
-        query = _conv1d(table[-1], c_attn, 0, n).view(per_head).transpose(0, 1)
-        key = _conv1d(flat, c_attn, n, 2 * n).view(per_head).permute(1, 2, 0)
-        scores = torch.bmm(query, key).permute(1, 2, 0)  # [last token, t * vocab + token, H]
         rows = x + torch.arange(length, device=x.device) * vocab  # [B, T]
-        score_rows = rows + x[:, -1:] * (length * vocab)
-        scores = F.embedding(score_rows, scores.reshape(-1, heads))  # [B, T, H]
+        queries, keys = _conv1d(table[-1], c_attn, 0, n), _conv1d(flat, c_attn, n, 2 * n)
+        if vocab * vocab * heads <= x.shape[0] * n:
+            per_head = (-1, heads, n // heads)
+            by_pair = torch.bmm(queries.view(per_head).transpose(0, 1),
+                                keys.view(per_head).permute(1, 2, 0))  # [H, last, T * vocab]
+            score_rows = rows + x[:, -1:] * (length * vocab)
+            scores = F.embedding(score_rows, by_pair.permute(1, 2, 0).reshape(-1, heads))
+        else:
+            scores = _scores(F.embedding(x[:, -1], queries), F.embedding(rows, keys), heads)
         value = F.embedding(rows, _conv1d(flat, c_attn, 2 * n, 3 * n))  # [B, T, n]
         x_last = gpt.drop(gpt.tokens_embed(x[:, -1]) + positions[-1])
         return last_position(block, x_last, scores, value, additive)
@@ -98,6 +103,12 @@ def _conv1d(x: torch.Tensor, conv: nn.Module, start: int, stop: int) -> torch.Te
     flat = torch.addmm(conv.bias[start:stop], x.reshape(-1, x.shape[-1]),
                        conv.weight[:, start:stop])
     return flat.view(*x.shape[:-1], stop - start)
+
+
+def _scores(query: torch.Tensor, key: torch.Tensor, heads: int) -> torch.Tensor:
+    """The last position's query [B, n] against every key [B, T, n], per head: [B, T, heads].
+    One query per sample: elementwise products summed per head, not B × heads tiny matmuls."""
+    return (query[:, None] * key).view(*key.shape[:2], heads, -1).sum(-1)
 
 
 def last_position(block: Block, x_last: torch.Tensor, scores: torch.Tensor, value: torch.Tensor,

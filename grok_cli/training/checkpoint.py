@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from grok_cli.errors import GrokError
 from grok_cli.tasks.base import TaskData
+
+log = logging.getLogger("grok")
 
 # A checkpoint only continues a run whose config agrees on these keys; the others
 # (steps, eval_every, ckpt_every, device, ...) may change between the two commands.
@@ -32,7 +35,11 @@ def checkpoint_state(cfg: DictConfig, task: TaskData, step: int, elapsed_s: floa
 def check_tokenizer(state: dict[str, Any], task: TaskData, path: Path) -> None:
     """The ids must come from the checkpoint's tokenizer: `tokenizer=auto` picks bert or a
     trained WordPiece by what this machine has cached, so a requeued job could differ."""
-    saved = state.get("tokenizer_fingerprint")
+    if "tokenizer_fingerprint" not in state:  # written before fingerprints were kept
+        log.warning("checkpoint %s does not record its tokenizer; resuming on the assumption "
+                    "that it is this run's", path)
+        return
+    saved = state["tokenizer_fingerprint"]
     if saved != task.tokenizer_fingerprint:
         raise GrokError(
             f"checkpoint {path} was trained on another tokenizer (fingerprint {saved!s:.12} "
