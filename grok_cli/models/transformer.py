@@ -124,9 +124,7 @@ def last_position(block: Block, x_last: torch.Tensor, scores: torch.Tensor, valu
     batch, length, n = value.shape
     heads = attn.n_head
     per_head = (batch, length, heads, n // heads)
-    w = scores
-    if attn.scale:
-        w = w / math.sqrt(n // heads)
+    w = scores / math.sqrt(n // heads) if attn.scale else scores
     if additive is not None:
         w = w + additive[:, :, None]
     w = attn.attn_dropout(nn.functional.softmax(w, dim=1))

@@ -56,7 +56,10 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: Path, cfg: DictConfig) -> dict[str, Any]:
+def load_checkpoint(path: Path, cfg: DictConfig, task: TaskData | None = None
+                    ) -> dict[str, Any]:
+    """The checkpoint at `path`, refused unless it belongs to this run: the identity keys of
+    `cfg` and, given the built `task` (a run about to resume), its tokenizer."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a damaged file
@@ -73,4 +76,6 @@ def load_checkpoint(path: Path, cfg: DictConfig) -> dict[str, Any]:
                 f"{state['identity'].get(key)!r} in the checkpoint; use the same config or "
                 "a new run folder"
             )
+    if task is not None:
+        check_tokenizer(state, task, path)
     return state

@@ -18,12 +18,7 @@ from tqdm import tqdm
 from grok_cli.errors import check
 from grok_cli.models import build_model, l2_norm, rescale
 from grok_cli.tasks import Split, TaskData, build_task
-from grok_cli.training.checkpoint import (
-    check_tokenizer,
-    checkpoint_state,
-    load_checkpoint,
-    save_checkpoint,
-)
+from grok_cli.training.checkpoint import checkpoint_state, load_checkpoint, save_checkpoint
 from grok_cli.training.loggers import Logger, build_loggers
 from grok_cli.training.optim import build_optimizer
 from grok_cli.training.records import MetricsLog
@@ -101,8 +96,7 @@ class Session:
             optimizer=self.optimizer.state_dict(), schedule=self.schedule.state_dict(), rng=rng))
 
     def restore(self) -> None:
-        state = load_checkpoint(self.ckpt_path, self.cfg)
-        check_tokenizer(state, self.task, self.ckpt_path)
+        state = load_checkpoint(self.ckpt_path, self.cfg, self.task)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
