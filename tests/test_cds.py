@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import grok
 from hydra import compose, initialize_config_dir
 
 from grok_cli.analysis.cds import main
@@ -96,13 +97,6 @@ def make_sweep(root: Path, hidden_sizes: tuple[int, ...] = (128,)) -> Path:
     return sweep
 
 
-def grok_cds(cwd: Path, *overrides: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "grok_cli.cli", "cds", *overrides],
-        cwd=cwd, capture_output=True, text=True, timeout=120,
-    )
-
-
 def compose_cds(*overrides: str):
     """conf/cds.yaml composed in-process (Hydra's compose API): `main` runs without a process."""
     with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir())):
@@ -118,10 +112,10 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 def analyzed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cds")
     sweep = make_sweep(tmp)
-    out = tmp / "out"
-    result = grok_cds(tmp, f"sweep_dir={sweep}", f"hydra.run.dir={out}")
-    assert result.returncode == 0, result.stderr
-    return out, result
+    out, stdout = tmp / "out", io.StringIO()
+    with contextlib.redirect_stdout(stdout):  # in-process; the CLI: test_bad_input_through_the_cli
+        main(compose_cds(f"sweep_dir={sweep}", f"out_dir={out}"))
+    return out, stdout.getvalue()
 
 
 def test_run_table_matches_designed_steps(analyzed):
@@ -147,7 +141,7 @@ def test_run_table_matches_designed_steps(analyzed):
 
 
 def test_regimes_and_critical_data_size(analyzed):
-    out, result = analyzed
+    out, stdout = analyzed
     report = json.loads((out / "cds.json").read_text())
     assert report["regimes"] == {
         "1000": "insufficiency", "2000": "sufficiency", "3000": "sufficiency", "4000": "surplus",
@@ -160,11 +154,11 @@ def test_regimes_and_critical_data_size(analyzed):
     # generalization at 0.9: start + 9 rungs, seeds 100 steps apart
     assert float(by_size[2000]["generalization_step_mean"]) == 3000 + 900 + 50
     assert float(by_size[2000]["n_runs"]) == 2
-    assert "critical data size (epsilon=0.9): 2000" in result.stdout
+    assert "critical data size (epsilon=0.9): 2000" in stdout
 
 
 def test_failed_and_unfinished_runs_are_skipped(analyzed):
-    out, result = analyzed
+    out, _ = analyzed
     skipped = json.loads((out / "cds.json").read_text())["skipped"]
     reasons = {Path(s["run_dir"]).name: s["reason"] for s in skipped}
     assert reasons.keys() == {"failed", "unfinished"}
@@ -268,7 +262,7 @@ def test_bad_input_is_one_line(tmp_path, monkeypatch, capsys, args, words):
 def test_bad_input_through_the_cli(tmp_path):
     """The real process: a missing sweep_dir is one line and exit 2, no traceback."""
     bad_input_folder(tmp_path)
-    result = grok_cds(tmp_path, f"hydra.run.dir={tmp_path / 'out'}")
+    result = grok("cds", f"hydra.run.dir={tmp_path / 'out'}", cwd=tmp_path)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr + result.stdout
     one_error_line(result.stderr, "sweep_dir is required")

@@ -4,6 +4,7 @@ resuming into the same folder, summarize-only, and the parallel local launcher."
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import shutil
@@ -11,7 +12,9 @@ from pathlib import Path
 
 import pytest
 from conftest import grok
+from test_cds import compose_cds
 
+from grok_cli.analysis.cds import main
 from grok_cli.cli import conf_dir
 
 # A p = 23 modular task small enough to train in seconds, yet its train accuracy climbs past
@@ -80,9 +83,8 @@ def test_a_failing_job_never_stops_the_others(sweep):
 def test_cds_tables_match_the_runs_metrics(sweep):
     cwd, sweep_dir, _ = sweep
     out = cwd / "cds"
-    result = grok("cds", f"sweep_dir={sweep_dir}", f"out_dir={out}", f"epsilon={EPSILON}",
-                  "plots=false", cwd=cwd, check=True)
-    assert "critical data size" in result.stdout
+    main(compose_cds(f"sweep_dir={sweep_dir}", f"out_dir={out}", f"epsilon={EPSILON}",
+                     "plots=false"))
     runs = read_csv(out / "cds_runs.csv")
     assert len(runs) == 4  # the failed jobs have no metrics and are left out
     converged: dict[int, list[float]] = {}
@@ -195,9 +197,12 @@ def test_job_folder_names_are_deterministic_and_short():
     assert job_dirname("seed=0,train_size=1000") == "seed=0,train_size=1000"
     assert job_dirname("") == "defaults"
     assert "/" not in job_dirname("task.path=/data/x")
-    long = ",".join(f"key{i}={i}" for i in range(100))
-    assert job_dirname(long) == job_dirname(long) and len(job_dirname(long)) <= MAX_DIRNAME
-    assert job_dirname(long) != job_dirname(long + ",x=1")
+    long = ",".join(f"key{i}={i}" for i in range(100))  # 879 characters
+    digest = hashlib.sha1(long.encode()).hexdigest()[:12]  # 7d97668bef39
+    assert job_dirname(long) == long[:MAX_DIRNAME - 13] + "-" + digest
+    assert len(job_dirname(long)) == MAX_DIRNAME == 200
+    assert job_dirname(long + ",x=1").endswith("-" + hashlib.sha1(
+        (long + ",x=1").encode()).hexdigest()[:12])
 
 
 def test_job_device_spreads_only_auto_over_several_gpus(monkeypatch):
