@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -10,6 +11,9 @@ from grok_cli.errors import GrokError
 from grok_cli.tasks import build_task
 from grok_cli.tasks.modadd import OPS
 from grok_cli.tasks.modmix import vocabulary
+from grok_cli.training.batched import train_batched
+from grok_cli.training.records import read_metrics
+from grok_cli.training.run import run_experiment
 
 FORMULAS = {"add": lambda a, b, p: (a + b) % p, "sub": lambda a, b, p: (a - b) % p,
             "mul": lambda a, b, p: a * b % p, "x2y2": lambda a, b, p: (a * a + b * b) % p}
@@ -49,3 +53,78 @@ def test_groups_share_one_vocabulary_and_split_by_their_own_fraction(run_cfg):
 def test_bad_groups_are_one_error_naming_the_key(run_cfg, override, message):
     with pytest.raises(GrokError, match=re.escape(message)):
         build_task(run_cfg("task=modmix", "task.p=11", override))
+
+
+# ---------------------------------------------------------------- per-group metrics of a run
+
+TINY_MIX = ["task=modmix", "task.p=11", "task.groups.add.fraction=0.6",
+            "task.groups.sub.fraction=0.5", "task.groups.mul.fraction=0.4",
+            "task.groups.x2y2.fraction=0.3", "model.hidden_size=32", "model.num_heads=2",
+            "steps=20", "eval_every=10", "ckpt_every=10", "progress=log",
+            "optimizer.lr=0.01", "thresholds.memorize=0.2", "thresholds.generalize=0.1"]
+GROUPS = ["add", "sub", "mul", "x2y2"]
+
+
+def hand_counted(cfg, run_dir):
+    """Per group and split: (correct, samples) of the checkpointed model, one sample at a time."""
+    import torch
+
+    from grok_cli.models import build_model
+
+    task = build_task(cfg)
+    model = build_model(cfg.model, task)
+    model.load_state_dict(torch.load(run_dir / "checkpoints" / "last.pt",
+                                     weights_only=False)["model"])
+    model.eval()
+    counts = {}
+    for name, split in (("train", task.train), ("test", task.test)):
+        for x, y, g in zip(split.x, split.y.tolist(), split.group.tolist(), strict=True):
+            right, n = counts.get((name, GROUPS[g]), (0, 0))
+            with torch.no_grad():
+                guess = int(model(x[None]).argmax(-1))
+            counts[(name, GROUPS[g])] = (right + (guess == y), n + 1)
+    return counts
+
+
+@pytest.mark.parametrize("batch_size", ["null", "32"])  # train counts: training forward / eval
+def test_per_group_columns_and_steps_match_a_direct_computation(run_cfg, tmp_path, batch_size):
+    cfg = run_cfg(*TINY_MIX, f"batch_size={batch_size}")
+    run = tmp_path / "run"
+    assert run_experiment(cfg, run) == "completed"
+    header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert header[8:] == [*(f"train_acc/{g}" for g in GROUPS), *(f"test_acc/{g}" for g in GROUPS)]
+    rows = read_metrics(run / "metrics.csv")
+    last = rows[-1]
+    for (split, group), (right, n) in hand_counted(cfg, run).items():
+        assert last[f"{split}_acc/{group}"] == right / n, (split, group)
+    summary = json.loads((run / "summary.json").read_text())
+    for group in GROUPS:  # first evaluation at or above the run's thresholds, scanned here
+        memorized = [r["step"] for r in rows if r[f"train_acc/{group}"] >= 0.2]
+        generalized = [r["step"] for r in rows if r[f"test_acc/{group}"] >= 0.1]
+        assert summary["groups"][group] == {
+            "memorization_step": memorized[0] if memorized else None,
+            "generalization_step": generalized[0] if generalized else None}
+
+
+def test_a_resumed_run_keeps_its_group_columns(run_cfg, tmp_path):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert run_experiment(run_cfg(*TINY_MIX), straight) == "completed"
+    assert run_experiment(run_cfg(*TINY_MIX, "steps=10"), resumed) == "completed"
+    assert run_experiment(run_cfg(*TINY_MIX), resumed) == "completed"
+    drop = lambda rows: [{k: v for k, v in r.items() if k != "elapsed_s"} for r in rows]  # noqa: E731
+    expected = drop(read_metrics(straight / "metrics.csv"))
+    assert drop(read_metrics(resumed / "metrics.csv")) == expected
+    assert len(expected) == 3 and "test_acc/x2y2" in expected[0]
+
+
+def test_batched_members_report_the_same_group_accuracies(run_cfg, tmp_path):
+    cfgs = [run_cfg(*TINY_MIX, f"seed={k}") for k in range(2)]
+    dirs = [tmp_path / f"batched{k}" for k in range(2)]
+    assert train_batched(cfgs, dirs) == ["completed"] * 2
+    for k, cfg in enumerate(cfgs):
+        assert run_experiment(cfg, tmp_path / f"single{k}") == "completed"
+        batched, single = (read_metrics(d / "metrics.csv") for d in (dirs[k],
+                                                                   tmp_path / f"single{k}"))
+        for column in (f"{split}_acc/{g}" for split in ("train", "test") for g in GROUPS):
+            assert [r[column] for r in batched] == pytest.approx([r[column] for r in single],
+                                                                 abs=1e-6), column
