@@ -128,3 +128,46 @@ def test_batched_members_report_the_same_group_accuracies(run_cfg, tmp_path):
         for column in (f"{split}_acc/{g}" for split in ("train", "test") for g in GROUPS):
             assert [r[column] for r in batched] == pytest.approx([r[column] for r in single],
                                                                  abs=1e-6), column
+
+
+# ---------------------------------------------------------------- grok pathways on a modmix run
+
+MOE = ["model=olmoe", "model.num_layers=2", "model.intermediate_size=32", "model.num_experts=4",
+       "model.num_experts_per_tok=2", "save_every=10"]
+
+
+def test_pathways_from_a_modmix_run_correlates_each_group_with_its_own_accuracy(
+        run_cfg, tmp_path, monkeypatch):
+    import numpy as np
+    from test_pathways_cli import read_rows, run_in_process
+
+    run, out = tmp_path / "run", tmp_path / "pathways"
+    cfg = run_cfg(*TINY_MIX, *MOE)
+    assert run_experiment(cfg, run) == "completed"
+    args = [f"moe.from_run={run}", "memorization.epsilon=auto", "memorization.delta=10",
+            f"hydra.run.dir={out}"]
+    assert run_in_process(args, monkeypatch, tmp_path) == 0
+    metrics = {r["step"]: r for r in read_metrics(run / "metrics.csv")}
+    rows = read_rows(out / "pathways.csv")
+    correlations = {(r["group"], r["metric"]): r for r in read_rows(out / "correlations.csv")}
+    sizes = build_task(cfg).train.group_sizes(4)
+    final = [r for r in read_rows(out / "pathways_samples.csv") if r["checkpoint"] == "step_20"]
+    epsilon = json.loads((out / "pathways.json").read_text())["memorization"]["epsilon"]
+    assert set(epsilon) == set(GROUPS)
+    for group, size in zip(GROUPS, sizes, strict=True):
+        own = [r for r in rows if r["group"] == group]
+        assert [r["checkpoint"] for r in own] == ["step_0", "step_10", "step_20"]
+        assert {int(r["n_samples"]) for r in own} == {size}
+        accuracy = [metrics[int(r["checkpoint"][5:])][f"test_acc/{group}"] for r in own]
+        assert [float(r["accuracy"]) for r in own] == accuracy  # the group's own, not test_acc
+        d_path = [float(r["d_path_mean"]) for r in own]
+        expected = np.corrcoef(d_path, accuracy)[0, 1] if np.ptp(d_path) and np.ptp(
+            accuracy) else float("nan")
+        got = float(correlations[(group, "d_path")]["pearson"])
+        assert got == pytest.approx(expected, nan_ok=True, abs=1e-12), group
+        # epsilon=auto: 20-25% of the group's samples at or under it at the last checkpoint
+        losses = [float(r["loss"]) for r in final if r["group"] == group]
+        assert len(losses) == size
+        assert 0.20 <= sum(v <= epsilon[group] for v in losses) / size <= 0.25, group
+    overall = [r for r in rows if r["group"] == "all"]
+    assert [float(r["accuracy"]) for r in overall] == [metrics[s]["test_acc"] for s in (0, 10, 20)]
