@@ -171,3 +171,49 @@ def test_pathways_from_a_modmix_run_correlates_each_group_with_its_own_accuracy(
         assert 0.20 <= sum(v <= epsilon[group] for v in losses) / size <= 0.25, group
     overall = [r for r in rows if r["group"] == "all"]
     assert [float(r["accuracy"]) for r in overall] == [metrics[s]["test_acc"] for s in (0, 10, 20)]
+
+
+# ---------------------------------------------------------------- the testbed and its aux loss
+
+
+def test_router_aux_loss_is_olmoes_and_trains_without_changing_the_logged_loss(run_cfg, tmp_path):
+    import torch
+
+    from grok_cli.models import build_model
+
+    cfg = run_cfg(*TINY_MIX, *MOE, "model.router_aux_loss_coef=0.01")
+    task = build_task(cfg)
+    torch.manual_seed(0)
+    model = build_model(cfg.model, task).train()
+    model(task.train.x)
+    hf = model.lm(input_ids=task.train.x, output_router_logits=True).aux_loss  # HF's own
+    assert model.auxiliary_loss().item() == pytest.approx(0.01 * hf.item(), rel=1e-6)
+    assert model.auxiliary_loss() == 0.0  # taken once: an eval pass never adds a stale one
+    weights = {}
+    for coef in (0.0, 0.01):
+        run = tmp_path / f"coef{coef}"
+        assert run_experiment(run_cfg(*TINY_MIX, *MOE, "steps=10",
+                                      f"model.router_aux_loss_coef={coef}"), run) == "completed"
+        weights[coef] = torch.load(run / "checkpoints" / "last.pt", weights_only=False)["model"]
+        weights[coef, "row"] = read_metrics(run / "metrics.csv")[0]
+    assert weights[0.0, "row"]["train_loss"] == weights[0.01, "row"]["train_loss"]
+    assert not torch.equal(weights[0.0]["lm.model.layers.0.mlp.gate.weight"],
+                           weights[0.01]["lm.model.layers.0.mlp.gate.weight"])
+
+
+def test_the_testbed_preset_runs_through_the_cli_and_its_snapshots_load(tmp_path):
+    from conftest import grok
+    from transformers import OlmoeForCausalLM
+
+    run = tmp_path / "run"
+    grok("run", "experiment=pathways_testbed", "steps=4", "eval_every=2", "ckpt_every=2",
+         "save_every=2", "progress=log", f"hydra.run.dir={run}", cwd=tmp_path, check=True)
+    header = (run / "metrics.csv").read_text().splitlines()[0]
+    assert header.endswith(",".join(f"test_acc/{g}" for g in GROUPS))
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["snapshots"] == [f"checkpoints/step_{n}" for n in (0, 2, 4)]
+    assert set(summary["groups"]) == set(GROUPS)
+    lm = OlmoeForCausalLM.from_pretrained(run / "checkpoints" / "step_4")
+    config = lm.config
+    assert (config.num_hidden_layers, config.num_experts, config.num_experts_per_tok,
+            config.router_aux_loss_coef) == (4, 8, 2, 0.01)

@@ -118,8 +118,8 @@ def check_batchable(cfgs: list[DictConfig]) -> None:
           "use launcher=basic")
     for lever in unbatched_levers(cfg):
         check(False, lever, OmegaConf.select(cfg, lever), "its default with launcher=batched "
-              "(the batched loop has plain cross-entropy, no gradient filter, no ⊥Grad and no "
-              "early stop); use launcher=basic")
+              "(the batched loop has plain cross-entropy, no gradient filter, no ⊥Grad, no "
+              "early stop and no router load-balancing loss); use launcher=basic")
 
 
 def train_batched(member_cfgs: list[DictConfig], run_dirs: list[Path]) -> list[str]:

@@ -347,7 +347,7 @@ def _loop(s: Session, runlog: RunLog, stop: StopSignals) -> Outcome:
         if step == cfg.steps:
             break
         s.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss + _auxiliary_loss(model)).backward()
         if s.grad_filter:
             s.grad_filter()
         s.optimizer.step()
@@ -357,6 +357,12 @@ def _loop(s: Session, runlog: RunLog, stop: StopSignals) -> Outcome:
     if cfg.save_every:
         outcome.extra["snapshots"] = snapshot_files(s.run_dir)
     return outcome
+
+
+def _auxiliary_loss(model: nn.Module) -> torch.Tensor | float:
+    """A model's own term of the training objective (olmoe: the router's load-balancing loss
+    of this step's forward), 0 for models without one."""
+    return model.auxiliary_loss() if hasattr(model, "auxiliary_loss") else 0.0
 
 
 def _show_bar(cfg: DictConfig) -> bool:
