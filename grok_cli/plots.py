@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 SPLIT_COLORS = {"train": "tab:blue", "test": "tab:red"}
+GROUP_COLORS = ["tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive"]
 
 
 def setting_title(cfg: Any, n_train: int | None) -> str:
@@ -23,6 +24,9 @@ def setting_title(cfg: Any, n_train: int | None) -> str:
     task = cfg.task
     if "p" in task and "op" in task:
         what = f"{task.name}: {task.op} mod p = {task.p}"
+    elif "groups" in task:  # modmix: each op with its training fraction
+        ops = ", ".join(f"{op} {group.get('fraction')}" for op, group in task.groups.items())
+        what = f"{task.name}: {ops} mod p = {task.p}"
     elif "hub_id" in task:  # a text task: its data
         what = f"{task.name} ({(task.get('data_files') or {}).get('train') or task.hub_id})"
     else:
@@ -46,6 +50,10 @@ def plot_curves(rows: list[dict[str, Any]], path: Path, title: str = "",
     for split, color in SPLIT_COLORS.items():
         acc_ax.plot(steps, [row[f"{split}_acc"] for row in rows], color=color, label=split)
         loss_ax.plot(steps, [row[f"{split}_loss"] for row in rows], color=color, label=split)
+    group_columns = [key for key in rows[0] if key.startswith("test_acc/")]  # task=modmix
+    for column, color in zip(group_columns, GROUP_COLORS * len(group_columns), strict=False):
+        acc_ax.plot(steps, [row[column] for row in rows], color=color, linewidth=0.8,
+                    label=column)
     for (label, step), style in zip((marks or {}).items(), ("--", ":"), strict=False):
         if step is not None:
             for ax in (acc_ax, loss_ax):

@@ -167,8 +167,9 @@ def test_accuracies_are_exact_fractions_of_the_split(run_cfg, tmp_path, batch_si
         expected = next(r["step"] for r in rows if round(r["train_acc"] * 1000) >= count)
         assert first_step(rows, "train_acc", count / 1000) == expected
 
-    (row,) = metrics_rows(10, (torch.tensor(0.5), torch.tensor(700)),
-                          (torch.tensor(0.5), torch.tensor(9)), torch.tensor(1.0), [1000], 10)
+    (row,) = metrics_rows(10, (torch.tensor(0.5), torch.tensor([700])),
+                          (torch.tensor(0.5), torch.tensor([9])), torch.tensor(1.0), [[1000]],
+                          [10])
     assert row["train_acc"] >= 0.7 and row["test_acc"] >= 0.9
     assert first_step([row], "train_acc", 0.7) == 10
 

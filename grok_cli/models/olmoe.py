@@ -15,9 +15,10 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 from transformers import OlmoeConfig, OlmoeForCausalLM
+from transformers.models.olmoe.modeling_olmoe import load_balancing_loss_func
 from transformers.utils import logging as hf_logging
 
-from grok_cli.errors import check
+from grok_cli.errors import check, is_number
 from grok_cli.io import atomic_directory
 from grok_cli.models.checks import check_causal_task, check_transformer_shape
 from grok_cli.tasks import TaskData
@@ -27,17 +28,30 @@ class MoEAnswer(nn.Module):
     """An OLMoE causal LM whose logits are read at the last input position only.
 
     As in `DecoderAnswer` (GPT), the loss is on the answer token alone, so only the last
-    position is unembedded. The router's load-balancing loss is not added: the trainer's
-    loss is cross-entropy on the answer (see docs/pathways_findings.md).
+    position is unembedded. With `router_aux_loss_coef` > 0, a training forward also keeps
+    OLMoE's load-balancing loss (HF's `load_balancing_loss_func` over every token's router
+    logits, times the coefficient) for the trainer to add to the objective
+    (`auxiliary_loss`); metrics.csv's losses stay the answer's cross-entropy.
     """
 
     def __init__(self, lm: OlmoeForCausalLM) -> None:
         super().__init__()
         self.lm = lm
+        self.aux_loss: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        hidden = self.lm.model(input_ids=x, attention_mask=mask).last_hidden_state
-        return self.lm.lm_head(hidden[:, -1])
+        config = self.lm.config
+        balance = self.training and config.router_aux_loss_coef > 0
+        out = self.lm.model(input_ids=x, attention_mask=mask, output_router_logits=balance)
+        if balance:
+            self.aux_loss = config.router_aux_loss_coef * load_balancing_loss_func(
+                out.router_logits, config.num_experts, config.num_experts_per_tok, mask)
+        return self.lm.lm_head(out.last_hidden_state[:, -1])
+
+    def auxiliary_loss(self) -> torch.Tensor | float:
+        """The load-balancing term of the last training forward (0 when off); taken once."""
+        aux, self.aux_loss = self.aux_loss, None
+        return 0.0 if aux is None else aux
 
     def save_step(self, path: Path) -> None:
         """Write `path` as a save_pretrained folder (safetensors), atomically: a kill
@@ -86,4 +100,7 @@ def build_olmoe(cfg: DictConfig, task: TaskData) -> nn.Module:
     check_transformer_shape(cfg, task)
     check(0 < cfg.num_experts_per_tok <= cfg.num_experts, "model.num_experts_per_tok",
           cfg.num_experts_per_tok, f"an integer from 1 to model.num_experts ({cfg.num_experts})")
+    check(is_number(cfg.router_aux_loss_coef) and cfg.router_aux_loss_coef >= 0,
+          "model.router_aux_loss_coef", cfg.router_aux_loss_coef,
+          "a number >= 0 (0: no load-balancing loss; OLMoE trains with 0.01)")
     return MoEAnswer(OlmoeForCausalLM(olmoe_config(cfg, task.vocab_size)))

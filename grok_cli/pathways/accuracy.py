@@ -1,5 +1,6 @@
 """The accuracy that the pathway metrics are correlated with, per group and checkpoint: an
-`accuracy=FILE` csv, or the test accuracy a `grok run` recorded at each snapshot's step."""
+`accuracy=FILE` csv, or the test accuracy a `grok run` recorded at each snapshot's step (per
+data group too, for a run of several)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def load_accuracy(cfg: DictConfig, checkpoints: list[Checkpoint]) -> Accuracy:
     if cfg.accuracy is not None:  # an explicit file wins over the run's own accuracy
         return read_accuracy(Path(cfg.accuracy), checkpoints)
     if cfg.moe.from_run is not None:
-        return {"": run_accuracy(Path(cfg.moe.from_run) / "metrics.csv", checkpoints)}
+        return run_accuracy(Path(cfg.moe.from_run) / "metrics.csv", checkpoints)
     return {}
 
 
@@ -32,11 +33,17 @@ def accuracy_label(cfg: DictConfig) -> str:
     return "test accuracy"
 
 
-def run_accuracy(path: Path, checkpoints: list[Checkpoint]) -> dict[str, float]:
-    """test_acc of metrics.csv at each snapshot's step (NaN where no row has that step)."""
+def run_accuracy(path: Path, checkpoints: list[Checkpoint]) -> Accuracy:
+    """metrics.csv's accuracy at each snapshot's step: test_acc for "" (every sample) and, for
+    a run of several data groups (task=modmix), test_acc/<group> for each group (NaN where no
+    row has that step)."""
     rows = read_metrics(path) if path.is_file() else []
-    by_step = {row["step"]: row["test_acc"] for row in rows}
-    return {c.name: by_step.get(c.step, math.nan) for c in checkpoints}
+    columns = [c for c in (rows[0] if rows else ["test_acc"])
+               if c == "test_acc" or c.startswith("test_acc/")]
+    by_step = {row["step"]: row for row in rows}
+    return {column.removeprefix("test_acc").removeprefix("/"):
+            {c.name: by_step[c.step][column] if c.step in by_step else math.nan
+             for c in checkpoints} for column in columns}
 
 
 def read_accuracy(path: Path, checkpoints: list[Checkpoint]) -> Accuracy:

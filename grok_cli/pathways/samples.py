@@ -82,7 +82,8 @@ def tokenize(texts: list[str], cfg: DictConfig, first: Checkpoint) -> list[torch
 
 
 def samples_from_run(run_dir: Path, cfg: DictConfig, loss_tokens: str) -> Samples:
-    """The run's training sequences (prompt + answer), rebuilt from its saved config."""
+    """The run's training sequences (prompt + answer), rebuilt from its saved config, each in
+    its data group (task=modmix: the operation)."""
     config_path = run_dir / ".hydra" / "config.yaml"
     check(config_path.is_file(), "moe.from_run", str(run_dir),
           "a grok run folder with .hydra/config.yaml (or give data.path=...)")
@@ -91,4 +92,7 @@ def samples_from_run(run_dir: Path, cfg: DictConfig, loss_tokens: str) -> Sample
     task = build_task(OmegaConf.load(config_path), "cpu")
     full = torch.cat([task.train.x, task.train.y[:, None]], 1)[: cfg.data.limit]
     full = full[:, -cfg.data.max_length:]
-    return Samples([str(i) for i in range(len(full))], [""] * len(full), list(full), loss_tokens)
+    groups = [""] * len(full)  # a run of several data groups (task=modmix): their names
+    if task.group_names is not None:
+        groups = [task.group_names[g] for g in task.train.group[: len(full)].tolist()]
+    return Samples([str(i) for i in range(len(full))], groups, list(full), loss_tokens)

@@ -1,6 +1,7 @@
 """Tasks turn a config into tensors on the device: a train and a test split, already pruned.
 
-`task=modadd` lives in modadd.py, `task=s5` in s5.py; imdb, yelp and natural_instructions
+`task=modadd` lives in modadd.py, `task=modmix` (several ops, a data group each) in
+modmix.py, `task=s5` in s5.py; imdb, yelp and natural_instructions
 share the text classification loader in text.py. Each registers a builder
 `build(cfg, device) -> TaskData` in TASKS.
 """
@@ -15,11 +16,13 @@ from omegaconf import DictConfig
 from grok_cli.errors import check_choice
 from grok_cli.tasks.base import Split, TaskData
 from grok_cli.tasks.modadd import build_modadd
+from grok_cli.tasks.modmix import build_modmix
 from grok_cli.tasks.s5 import build_s5
 from grok_cli.tasks.text import build_text
 
 TASKS: dict[str, Callable[[DictConfig, torch.device], TaskData]] = {
     "modadd": build_modadd,
+    "modmix": build_modmix,
     "s5": build_s5,
     "imdb": build_text,
     "yelp": build_text,

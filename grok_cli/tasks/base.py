@@ -11,22 +11,30 @@ from grok_cli.errors import check
 
 @dataclass
 class Split:
-    """Inputs `x` (token ids, [N, T]), labels `y` ([N]) and an optional attention `mask`."""
+    """Inputs `x` (token ids, [N, T]), labels `y` ([N]), an optional attention `mask`, and
+    for a task of several data groups (`task=modmix`) each sample's `group` id ([N])."""
 
     x: torch.Tensor
     y: torch.Tensor
     mask: torch.Tensor | None = None
+    group: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.y)
 
     def subset(self, index: torch.Tensor) -> Split:
-        mask = None if self.mask is None else self.mask[index]
-        return Split(self.x[index], self.y[index], mask)
+        return Split(self.x[index], self.y[index], *(None if t is None else t[index]
+                                                     for t in (self.mask, self.group)))
 
     def to(self, device: torch.device) -> Split:
-        mask = None if self.mask is None else self.mask.to(device)
-        return Split(self.x.to(device), self.y.to(device), mask)
+        return Split(self.x.to(device), self.y.to(device), *(None if t is None else t.to(device)
+                                                             for t in (self.mask, self.group)))
+
+    def group_sizes(self, n_groups: int) -> list[int]:
+        """Samples per group id (one group, the whole split, for a task without groups)."""
+        if self.group is None:
+            return [len(self)]
+        return torch.bincount(self.group, minlength=n_groups).tolist()
 
 
 @dataclass
@@ -42,11 +50,21 @@ class TaskData:
     # Text tasks: a hash of the tokenizer that made the ids. `tokenizer=auto` may resolve
     # differently on another node, and a checkpoint must not resume on another vocabulary.
     tokenizer_fingerprint: str | None = None
+    # Several data groups (`task=modmix`): their names by group id (Split.group); None: one.
+    group_names: list[str] | None = None
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.group_names or [""])
 
 
-def split_indices(n: int, train_split: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Shuffle n items with `seed` and cut them into train / test index tensors."""
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+def split_indices(n: int, train_split: float, seed: int | torch.Generator
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shuffle n items with `seed` (or a generator that draws on) and cut them into train /
+    test index tensors."""
+    if isinstance(seed, int):
+        seed = torch.Generator().manual_seed(seed)
+    order = torch.randperm(n, generator=seed)
     n_train = int(n * train_split)  # floor: 9,576 / 3,193 for p = 113, as in the paper
     return order[:n_train], order[n_train:]
 

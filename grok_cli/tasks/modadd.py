@@ -91,11 +91,23 @@ def equation_task(cfg: DictConfig, seqs: torch.Tensor, vocab_size: int, n_classe
     check(isinstance(task.train_split, int | float) and 0 < task.train_split < 1,
           "task.train_split", task.train_split, "a fraction strictly between 0 and 1")
     train_idx, test_idx = split_indices(len(seqs), task.train_split, task.split_seed)
-    # The model reads everything up to `=` and predicts c: the loss is on the answer only.
-    full = Split(seqs[:, :-1], seqs[:, -1])
-    train = prune(full.subset(train_idx), cfg.data_fraction, cfg.train_size, cfg.seed)
-    return TaskData(train=train.to(device), test=full.subset(test_idx).to(device),
-                    vocab_size=vocab_size, n_classes=n_classes, kind="lm")
+    return split_task(cfg, answer_split(seqs), (train_idx, test_idx), vocab_size,
+                      n_classes, device)
+
+
+def answer_split(seqs: torch.Tensor, group: torch.Tensor | None = None) -> Split:
+    """The model reads everything up to `=` and predicts c: the loss is on the answer only."""
+    return Split(seqs[:, :-1], seqs[:, -1], group=group)
+
+
+def split_task(cfg: DictConfig, full: Split, indices: tuple[torch.Tensor, torch.Tensor],
+               vocab_size: int, n_classes: int, device: torch.device,
+               group_names: list[str] | None = None) -> TaskData:
+    """Cut `full` into its (train, test) `indices`, prune the training split, put on device."""
+    train = prune(full.subset(indices[0]), cfg.data_fraction, cfg.train_size, cfg.seed)
+    return TaskData(train=train.to(device), test=full.subset(indices[1]).to(device),
+                    vocab_size=vocab_size, n_classes=n_classes, kind="lm",
+                    group_names=group_names)
 
 
 def answer_classes(fmt: str, n: int, vocab_size: int) -> int:
@@ -103,10 +115,13 @@ def answer_classes(fmt: str, n: int, vocab_size: int) -> int:
     return vocab_size if fmt == "cds" else n
 
 
+def check_modulus(p: object) -> None:
+    check(isinstance(p, int) and is_prime(p) and p >= 3, "task.p", p, "a prime number >= 3")
+
+
 def build_modadd(cfg: DictConfig, device: torch.device) -> TaskData:
     task = cfg.task
-    check(isinstance(task.p, int) and is_prime(task.p) and task.p >= 3, "task.p", task.p,
-          "a prime number >= 3")
+    check_modulus(task.p)
     check_choice("task.op", task.op, OPS)
     fmt, nonzero_b = task.get("format", "cds"), task.get("nonzero_b", False)
     check_choice("task.format", fmt, FORMATS)

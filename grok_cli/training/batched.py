@@ -52,6 +52,7 @@ from grok_cli.training.trainer import (
     Outcome,
     RunLog,
     accept,
+    correct_counts,
     diverged_error,
     evaluate,
     finite,
@@ -117,8 +118,8 @@ def check_batchable(cfgs: list[DictConfig]) -> None:
           "use launcher=basic")
     for lever in unbatched_levers(cfg):
         check(False, lever, OmegaConf.select(cfg, lever), "its default with launcher=batched "
-              "(the batched loop has plain cross-entropy, no gradient filter, no ⊥Grad and no "
-              "early stop); use launcher=basic")
+              "(the batched loop has plain cross-entropy, no gradient filter, no ⊥Grad, no "
+              "early stop and no router load-balancing loss); use launcher=basic")
 
 
 def train_batched(member_cfgs: list[DictConfig], run_dirs: list[Path]) -> list[str]:
@@ -169,7 +170,7 @@ def build_member(cfg: DictConfig, run_dir: Path) -> Member:
     rescale(model, cfg.alpha)
     model.to(device).train()
     rng = rng_state(torch.Generator(device).manual_seed(cfg.seed))
-    runlog = RunLog(cfg, run_dir)
+    runlog = RunLog(cfg, run_dir, task.group_names)
     accept(cfg, run_dir, runlog, start=0)
     return Member(cfg, run_dir, task, model, rng, runlog, Outcome("completed", task, str(device)))
 
@@ -222,7 +223,11 @@ def _loop(members: list[Member], stop: StopSignals) -> None:
     shared_input = vmap(logits_of, in_dims=(0, 0, None))  # one test set for all
     x, y = _stack(members, "x"), _stack(members, "y")
     sizes = [len(m.task.train) for m in members]
-    test = members[0].task.test
+    test, groups = members[0].task.test, members[0].task.group_names
+    n_groups = members[0].task.n_groups
+    group = None if test.group is None else _stack(members, "group")
+    train_sizes = [m.task.train.group_sizes(n_groups) for m in members]
+    test_sizes = test.group_sizes(n_groups)
     holder = nn.ParameterList(params.values())  # the optimizer sees the stacked tensors
     optimizer, schedule = build_optimizer(cfg.optimizer, cfg.weight_decay, holder)
     nonfinite = torch.zeros(len(members), dtype=torch.bool, device=x.device)
@@ -241,14 +246,15 @@ def _loop(members: list[Member], stop: StopSignals) -> None:
                             for k, n in enumerate(sizes)])
         nonfinite |= ~torch.isfinite(loss.detach())
         if is_eval_step(cfg, step):
-            correct = torch.stack([(logits[k, :n].argmax(-1) == y[k, :n]).sum()
-                                   for k, n in enumerate(sizes)])
+            correct = torch.stack([
+                correct_counts(logits[k, :n], y[k, :n], None if group is None else group[k, :n],
+                               n_groups) for k, n in enumerate(sizes)])
             test_stats = evaluate(lambda x, mask: shared_input(params, buffers, x), test,
-                                  cfg.eval_batch_size)
+                                  cfg.eval_batch_size, n_groups=n_groups)
             l2 = torch.stack([l2_norm_of([p[k] for p in params.values()])
                               for k in range(len(members))])
-            rows = metrics_rows(step, (loss.detach(), correct), test_stats, l2, sizes,
-                                len(test), lr=schedule.get_last_lr()[0],
+            rows = metrics_rows(step, (loss.detach(), correct), test_stats, l2, train_sizes,
+                                test_sizes, groups, lr=schedule.get_last_lr()[0],
                                 elapsed_s=time.perf_counter() - began)
             bad = nonfinite.tolist()
             for member, row, diverged in zip(members, rows, bad, strict=True):

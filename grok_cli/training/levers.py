@@ -37,11 +37,13 @@ def with_added_keys(saved: dict[str, Any], current: dict[str, Any]) -> dict[str,
 
 def unbatched_levers(cfg: DictConfig) -> list[str]:
     """The levers set in `cfg` that launcher=batched does not implement (its loop has its own
-    loss, no gradient filter, no ⊥Grad across stacked members and no early stop)."""
+    loss, no gradient filter, no ⊥Grad across stacked members, no early stop and no router
+    load-balancing loss)."""
     levers = {
         "loss": cfg.loss.name != "cross_entropy",
         "grokfast": cfg.grokfast.name != "none",
         "optimizer.orthogonal": bool(cfg.optimizer.get("orthogonal", False)),
         "stop.test_acc": cfg.stop.test_acc is not None,
+        "model.router_aux_loss_coef": bool(cfg.model.get("router_aux_loss_coef", 0)),
     }
     return [key for key, used in levers.items() if used]

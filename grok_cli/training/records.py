@@ -23,23 +23,30 @@ COLUMNS = ["step", "train_loss", "train_acc", "test_loss", "test_acc", "l2_norm"
            "elapsed_s"]
 
 
+def metric_columns(groups: Sequence[str] | None = None) -> list[str]:
+    """metrics.csv's header: COLUMNS, then per data group (task=modmix) its accuracies."""
+    groups = groups or ()
+    return [*COLUMNS, *(f"train_acc/{g}" for g in groups), *(f"test_acc/{g}" for g in groups)]
+
+
 class MetricsLog:
     """Appends rows to metrics.csv, flushed at once so a killed run keeps every row."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, columns: list[str] | None = None) -> None:
         self.path = path
+        self.columns = columns or COLUMNS
 
     def start(self, keep_before_step: int | None) -> None:
         """Start a new file, or keep the rows before `keep_before_step` (on resume)."""
         rows = read_metrics(self.path) if keep_before_step and self.path.exists() else []
         with atomic_write(self.path, newline="") as handle:
-            writer = csv.DictWriter(handle, COLUMNS, extrasaction="ignore")
+            writer = csv.DictWriter(handle, self.columns, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(row for row in rows if row["step"] < (keep_before_step or 0))
 
     def append(self, row: dict[str, float]) -> None:
         with self.path.open("a", newline="") as f:
-            csv.DictWriter(f, COLUMNS).writerow(row)
+            csv.DictWriter(f, self.columns).writerow(row)
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -99,12 +106,25 @@ def converged_accuracy(acc: Sequence[float], tail_fraction: float = 0.1) -> floa
     return float(statistics.mean(values[-math.ceil(len(values) * tail_fraction):]))
 
 
+def group_steps(rows: list[dict[str, Any]], thresholds: Any) -> dict[str, Any] | None:
+    """Per data group (the train_acc/<group> columns): its memorization and generalization
+    steps by the run's thresholds; None for a task without groups."""
+    groups = [key.removeprefix("train_acc/") for key in (rows[0] if rows else ())
+              if key.startswith("train_acc/")]
+    return {group: {"memorization_step": first_step(rows, f"train_acc/{group}",
+                                                    thresholds.memorize),
+                    "generalization_step": first_step(rows, f"test_acc/{group}",
+                                                      thresholds.generalize)}
+            for group in groups} or None
+
+
 def summarize(rows: list[dict[str, Any]], thresholds: Any, **extra: Any) -> dict[str, Any]:
     """The summary.json fields derived from the metrics rows (docs/design.md)."""
     elapsed = rows[-1]["elapsed_s"] if rows else 0.0
     return {
         "memorization_step": first_step(rows, "train_acc", thresholds.memorize),
         "generalization_step": first_step(rows, "test_acc", thresholds.generalize),
+        "groups": group_steps(rows, thresholds),
         "final": rows[-1] if rows else None,
         "best_test_acc": max((row["test_acc"] for row in rows), default=None),
         "converged_test_acc": (converged_accuracy([r["test_acc"] for r in rows])

@@ -33,7 +33,7 @@ from grok_cli.training.grokfast import GradFilter, build_grad_filter
 from grok_cli.training.loggers import build_loggers
 from grok_cli.training.losses import Loss, build_loss, cross_entropy
 from grok_cli.training.optim import build_optimizer
-from grok_cli.training.records import MetricsLog, read_metrics
+from grok_cli.training.records import MetricsLog, metric_columns, read_metrics
 from grok_cli.training.signals import StopSignals, signal_name
 from grok_cli.training.stop import EarlyStop
 from grok_cli.training.threads import apply_threads
@@ -55,49 +55,77 @@ class Outcome:
 # ---------------------------------------------------------------- pieces both loops use
 
 
-def split_sums(logits: torch.Tensor, y: torch.Tensor, loss_fn: Loss = cross_entropy
+def correct_counts(logits: torch.Tensor, y: torch.Tensor, group: torch.Tensor | None = None,
+                   n_groups: int = 1) -> torch.Tensor:
+    """Correct predictions per data group, an integer tensor [..., n_groups] (a task without
+    groups: one, the total), for logits [B, C] or K members' [K, B, C]. A scatter-add by group
+    id on the device: no host sync."""
+    right = logits.argmax(-1) == y
+    if group is None:
+        return right.sum(-1, keepdim=True)
+    counts = torch.zeros((*right.shape[:-1], n_groups), dtype=torch.long, device=right.device)
+    return counts.index_add_(-1, group, right.long())
+
+
+def split_sums(logits: torch.Tensor, y: torch.Tensor, loss_fn: Loss = cross_entropy,
+               group: torch.Tensor | None = None, n_groups: int = 1
                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed loss and the number of correct predictions (an integer tensor), for one
-    model's logits [B, C] or K members' [K, B, C] (each member's sum by the very op a single
-    run uses, so the two agree bit for bit)."""
+    """Summed loss and the correct predictions per group (`correct_counts`), for one model's
+    logits [B, C] or K members' [K, B, C] (each member's sum by the very op a single run
+    uses, so the two agree bit for bit)."""
     if logits.dim() == 2:
         loss = loss_fn(logits, y, reduction="sum")
     else:
         loss = torch.stack([loss_fn(member, y, reduction="sum") for member in logits])
-    return loss, (logits.argmax(-1) == y).sum(-1)
+    return loss, correct_counts(logits, y, group, n_groups)
 
 
 @torch.no_grad()
 def evaluate(forward: Callable[..., torch.Tensor], split: Split, batch_size: int,
-             loss_fn: Loss = cross_entropy) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean loss and number of correct predictions over a whole split, in large no-grad
+             loss_fn: Loss = cross_entropy, n_groups: int = 1
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean loss and correct predictions per group over a whole split, in large no-grad
     batches; tensors, so no host sync."""
     loss_sum: Any = 0
     correct: Any = 0
     for start in range(0, len(split), batch_size):
         part = split.subset(slice(start, start + batch_size))
-        loss, right = split_sums(forward(part.x, part.mask), part.y, loss_fn)
+        loss, right = split_sums(forward(part.x, part.mask), part.y, loss_fn, part.group,
+                                 n_groups)
         loss_sum, correct = loss_sum + loss, correct + right
     return loss_sum / len(split), correct
 
 
 def metrics_rows(step: int, train: tuple[torch.Tensor, torch.Tensor],
                  test: tuple[torch.Tensor, torch.Tensor], l2: torch.Tensor,
-                 n_train: Sequence[int], n_test: int, **fields: float) -> list[dict[str, Any]]:
-    """The metrics.csv rows of one evaluation: (mean loss, correct count) per split and the L2
-    norm, for one run (0-d tensors) or K members (leading dimension K).
+                 n_train: Sequence[Sequence[int]], n_test: Sequence[int],
+                 groups: Sequence[str] | None = None, **fields: float) -> list[dict[str, Any]]:
+    """The metrics.csv rows of one evaluation: (mean loss, correct counts per group) per split
+    and the L2 norm, for one run (counts [G]) or K members (leading dimension K). `n_train`:
+    each member's train samples per group; `n_test`: test samples per group; `groups`: the
+    names of a task's data groups (columns train_acc/<group>, test_acc/<group>).
 
     Accuracies are integer counts divided in float64: 700 of 1,000 is written as 0.7, which a
     0.7 threshold reaches (float32 division gives 0.69999999, one evaluation late).
     """
+    g = len(n_test)
     # The host syncs of an evaluation.
     losses = torch.stack([train[0], test[0], l2], -1).reshape(-1, 3).tolist()
-    counts = torch.stack([train[1], test[1]], -1).reshape(-1, 2).tolist()
-    return [{"step": step, "train_loss": train_loss, "train_acc": train_right / n,
-             "test_loss": test_loss, "test_acc": test_right / n_test, "l2_norm": norm,
-             **fields}
-            for (train_loss, test_loss, norm), (train_right, test_right), n
-            in zip(losses, counts, n_train, strict=True)]
+    counts = torch.cat([train[1], test[1]], -1).reshape(-1, 2 * g).tolist()
+    rows = []
+    for (train_loss, test_loss, norm), right, sizes in zip(losses, counts, n_train, strict=True):
+        row = {"step": step, "train_loss": train_loss, "train_acc": sum(right[:g]) / sum(sizes),
+               "test_loss": test_loss, "test_acc": sum(right[g:]) / sum(n_test), "l2_norm": norm,
+               **fields}
+        for k, name in enumerate(groups or ()):
+            row[f"train_acc/{name}"] = _accuracy(right[k], sizes[k])
+            row[f"test_acc/{name}"] = _accuracy(right[g + k], n_test[k])
+        rows.append(row)
+    return rows
+
+
+def _accuracy(right: int, n: int) -> float:
+    return right / n if n else math.nan  # a group with no samples in a split has none
 
 
 def finite(row: dict[str, Any]) -> bool:
@@ -120,8 +148,9 @@ def is_ckpt_step(cfg: DictConfig, step: int) -> bool:
 class RunLog:
     """Where a run's evaluation rows go: metrics.csv and the `logger=` trackers."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
-        self.metrics = MetricsLog(run_dir / "metrics.csv")
+    def __init__(self, cfg: DictConfig, run_dir: Path, groups: Sequence[str] | None = None
+                 ) -> None:
+        self.metrics = MetricsLog(run_dir / "metrics.csv", metric_columns(groups))
         self.trackers = build_loggers(cfg, run_dir)
 
     def write(self, row: dict[str, Any]) -> None:
@@ -236,7 +265,7 @@ def train(cfg: DictConfig, run_dir: Path, stop: StopSignals | None = None) -> Ou
               f"at least the checkpoint's step {session.start} to continue this run "
               "(or resume=false, or a new run folder)")
         log.info("resuming from %s at step %d", session.ckpt_path, session.start)
-    runlog = RunLog(cfg, run_dir)
+    runlog = RunLog(cfg, run_dir, session.task.group_names)
     try:
         accept(cfg, run_dir, runlog, session.start)
         task = session.task
@@ -252,6 +281,8 @@ def train(cfg: DictConfig, run_dir: Path, stop: StopSignals | None = None) -> Ou
 
 def _loop(s: Session, runlog: RunLog, stop: StopSignals) -> Outcome:
     cfg, model, train_split, test_split = s.cfg, s.model, s.task.train, s.task.test
+    n_groups = s.task.n_groups
+    sizes = (train_split.group_sizes(n_groups), test_split.group_sizes(n_groups))
     device = train_split.y.device
     # With dropout the training forward is noisy: train metrics then come from an eval pass.
     noisy = any(isinstance(m, nn.Dropout) and m.p > 0 for m in model.modules())
@@ -287,13 +318,15 @@ def _loop(s: Session, runlog: RunLog, stop: StopSignals) -> Outcome:
         if evaluating:
             model.eval()
             if s.full_batch and not noisy:  # the training forward already saw the whole split
-                train_stats = (loss.detach(), (logits.argmax(-1) == batch.y).sum())
+                train_stats = (loss.detach(),
+                               correct_counts(logits, batch.y, batch.group, n_groups))
             else:
-                train_stats = evaluate(model, train_split, cfg.eval_batch_size, s.loss_fn)
-            test_stats = evaluate(model, test_split, cfg.eval_batch_size, s.loss_fn)
+                train_stats = evaluate(model, train_split, cfg.eval_batch_size, s.loss_fn,
+                                       n_groups)
+            test_stats = evaluate(model, test_split, cfg.eval_batch_size, s.loss_fn, n_groups)
             model.train()
-            (row,) = metrics_rows(step, train_stats, test_stats, l2_norm(model),
-                                  [len(train_split)], len(test_split),
+            (row,) = metrics_rows(step, train_stats, test_stats, l2_norm(model), [sizes[0]],
+                                  sizes[1], s.task.group_names,
                                   lr=s.schedule.get_last_lr()[0],
                                   elapsed_s=s.elapsed_before + time.perf_counter() - began)
             runlog.write(row)
@@ -314,7 +347,7 @@ def _loop(s: Session, runlog: RunLog, stop: StopSignals) -> Outcome:
         if step == cfg.steps:
             break
         s.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss + _auxiliary_loss(model)).backward()
         if s.grad_filter:
             s.grad_filter()
         s.optimizer.step()
@@ -324,6 +357,12 @@ def _loop(s: Session, runlog: RunLog, stop: StopSignals) -> Outcome:
     if cfg.save_every:
         outcome.extra["snapshots"] = snapshot_files(s.run_dir)
     return outcome
+
+
+def _auxiliary_loss(model: nn.Module) -> torch.Tensor | float:
+    """A model's own term of the training objective (olmoe: the router's load-balancing loss
+    of this step's forward), 0 for models without one."""
+    return model.auxiliary_loss() if hasattr(model, "auxiliary_loss") else 0.0
 
 
 def _show_bar(cfg: DictConfig) -> bool:
