@@ -238,7 +238,7 @@ def test_a_presets_grid_over_an_excluded_key_is_refused():
 
 def test_sigterm_ends_a_sweep_with_its_table_and_the_same_command_continues(tmp_path):
     """What SLURM sends before a time limit: the running job checkpoints, summary.csv lists
-    what is done, exit 143; the same command then finishes every job."""
+    what is done, exit 143, and the last line says how to continue."""
     import signal
     import subprocess
     import time
