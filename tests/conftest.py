@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -44,6 +45,53 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def _own_handlers(logger: logging.Logger) -> list[logging.Handler]:
+    # pytest adds and removes its capture handlers around each phase itself
+    return [h for h in logger.handlers if not type(h).__module__.startswith("_pytest")]
+
+
+@pytest.fixture(autouse=True)
+def restore_logging():
+    """An in-process `grok` run configures logging as Hydra's job_logging says: a console handler
+    on that test's (captured, later closed) stderr and a file handler on its run.log. Left in
+    place, every later test would log into that run.log; each test starts from the same logging."""
+    loggers = [logging.root, *(logger for logger in logging.Logger.manager.loggerDict.values()
+                               if isinstance(logger, logging.Logger))]
+    saved = {logger: (_own_handlers(logger), logger.level, logger.propagate, logger.disabled)
+             for logger in loggers}
+    yield
+    for logger in [logging.root, *logging.Logger.manager.loggerDict.values()]:
+        if not isinstance(logger, logging.Logger):
+            continue
+        handlers, level, propagate, disabled = saved.get(logger, ([], logging.NOTSET, True, False))
+        for handler in _own_handlers(logger):
+            if handler not in handlers:
+                logger.removeHandler(handler)
+                handler.close()
+        for handler in handlers:
+            if handler not in logger.handlers:
+                logger.addHandler(handler)
+        logger.setLevel(level)
+        logger.propagate, logger.disabled = propagate, disabled
+
+
+@pytest.fixture
+def grok_main(monkeypatch: pytest.MonkeyPatch):
+    """`grok ARGS` in this process (cli.main, as the console script calls it) from folder `cwd`;
+    returns the exit code. It saves a subprocess's interpreter start and torch import."""
+    from grok_cli import cli
+
+    def run(args: list[str], cwd: Path) -> int | str | None:
+        monkeypatch.chdir(cwd)
+        monkeypatch.setattr(sys, "argv", list(sys.argv))  # cli.main rewrites sys.argv for Hydra
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(list(args))
+            raise SystemExit(0)
+        return exit_info.value.code
+
+    return run
 
 
 @pytest.fixture
