@@ -77,6 +77,18 @@ def restore_logging():
         logger.propagate, logger.disabled = propagate, disabled
 
 
+@pytest.fixture(autouse=True)
+def fresh_hub_probe():
+    """hub_reachable caches its answer for the process; a test that changes HF_HUB_OFFLINE or
+    HF_ENDPOINT needs a fresh probe, and must not leave its answer to the next test."""
+    hub = sys.modules.get("grok_cli.hub")  # not imported yet: nothing cached
+    if hub:
+        hub.hub_reachable.cache_clear()
+    yield
+    if hub := sys.modules.get("grok_cli.hub"):
+        hub.hub_reachable.cache_clear()
+
+
 @pytest.fixture
 def grok_main(monkeypatch: pytest.MonkeyPatch):
     """`grok ARGS` in this process (cli.main, as the console script calls it) from folder `cwd`;
