@@ -113,7 +113,6 @@ def _run_hydra(command: str, config_name: str, target: str, args: list[str]) -> 
         return hydra_report(lambda: _report_mistakes(func, command, config_name,
                                                      {dir_key: folder}, blame=dir_key))
 
-    hydra_utils.run_and_report = run_and_report
     if command == "sweep":
         import grok_cli.sweep  # noqa: F401  registers the job-folder resolver of conf/sweep.yaml
 
@@ -122,7 +121,11 @@ def _run_hydra(command: str, config_name: str, target: str, args: list[str]) -> 
         args = ["--multirun", *args]
     sys.argv = [f"grok {command}", *args]  # Hydra reads its flags and overrides from sys.argv
     app = hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name=config_name)
-    app(Task(target, command))()
+    hydra_utils.run_and_report = run_and_report
+    try:
+        app(Task(target, command))()
+    finally:  # an in-process caller (a test, a notebook) gets Hydra's own function back
+        hydra_utils.run_and_report = hydra_report
 
 
 def _output_folder(config_name: str, dir_key: str, args: list[str]) -> str:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,16 +37,96 @@ def grok(*args: str, cwd: Path, check: bool = False, **kwargs) -> subprocess.Com
     return result
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """In-process runs on one thread, as the CLI's (grok_env): two threads on a busy 2-core
-    machine made them 3-10x slower, and one thread sums in one order."""
+@contextlib.contextmanager
+def torch_defaults() -> Iterator[None]:
+    """One thread, as the CLI's (grok_env): two threads on a busy 2-core machine made in-process
+    runs 3-10x slower, and one thread sums in one order. Threads and default dtype come back."""
     import torch
 
-    threads = torch.get_num_threads()
+    threads, dtype = torch.get_num_threads(), torch.get_default_dtype()
     torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.set_default_dtype(dtype)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    with torch_defaults():
+        yield
+
+
+def _own_handlers(logger: logging.Logger) -> list[logging.Handler]:
+    # pytest adds and removes its capture handlers around each phase itself
+    return [h for h in logger.handlers if not type(h).__module__.startswith("_pytest")]
+
+
+def _loggers() -> list[logging.Logger]:
+    return [logging.root, *(logger for logger in logging.Logger.manager.loggerDict.values()
+                            if isinstance(logger, logging.Logger))]
+
+
+@contextlib.contextmanager
+def logging_restored() -> Iterator[None]:
+    """An in-process `grok` run configures logging as Hydra's job_logging says: a console handler
+    on that test's (captured, later closed) stderr and a file handler on its run.log. Left in
+    place, every later test would log into that run.log; this puts logging back as it was."""
+    saved = {logger: (_own_handlers(logger), logger.level, logger.propagate, logger.disabled)
+             for logger in _loggers()}
+    try:
+        yield
+    finally:
+        for logger in _loggers():
+            handlers, level, propagate, disabled = saved.get(logger,
+                                                             ([], logging.NOTSET, True, False))
+            for handler in _own_handlers(logger):
+                if handler not in handlers:
+                    logger.removeHandler(handler)
+                    handler.close()
+            for handler in handlers:
+                if handler not in logger.handlers:
+                    logger.addHandler(handler)
+            logger.setLevel(level)
+            logger.propagate, logger.disabled = propagate, disabled
+
+
+@pytest.fixture(autouse=True)
+def restore_logging():
+    with logging_restored():
+        yield
+
+
+@pytest.fixture(autouse=True)
+def fresh_hub_probe():
+    """hub_reachable caches its answer for the process; a test that changes HF_HUB_OFFLINE or
+    HF_ENDPOINT needs a fresh probe, and must not leave its answer to the next test."""
+    hub = sys.modules.get("grok_cli.hub")  # not imported yet: nothing cached
+    if hub:
+        hub.hub_reachable.cache_clear()
     yield
-    torch.set_num_threads(threads)
+    if hub := sys.modules.get("grok_cli.hub"):
+        hub.hub_reachable.cache_clear()
+
+
+def grok_in_process(args: list[str], cwd: Path, monkeypatch: pytest.MonkeyPatch) -> int | str:
+    """`grok ARGS` in this process (cli.main, as the console script calls it) from folder `cwd`;
+    returns the exit code. It saves a subprocess's interpreter start and torch import."""
+    from grok_cli import cli
+
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", list(sys.argv))  # cli.main rewrites sys.argv for Hydra
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(list(args))
+        raise SystemExit(0)
+    return exit_info.value.code
+
+
+@pytest.fixture
+def grok_main(monkeypatch: pytest.MonkeyPatch):
+    """grok_in_process for one test: grok_main(args, cwd) -> exit code."""
+    return lambda args, cwd: grok_in_process(args, cwd, monkeypatch)
 
 
 @pytest.fixture

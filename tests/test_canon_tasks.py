@@ -49,6 +49,9 @@ def test_formats_spell_the_papers_sequences():
     cds, power, nanda = (equations(p, "sub", fmt) for fmt in ("cds", "power", "nanda"))
     assert len(cds) == len(power) == len(nanda) == 25
     words = lambda fmt, row: [vocabulary(p, "sub", fmt)[i] for i in row]  # noqa: E731
+    # row 7 is a = 1, b = 2 (a-major order); 1 - 2 = 4 mod 5. cds ids: the op p + 1, % p + 3,
+    # the modulus p, = p + 2
+    assert cds[7].tolist() == [1, 6, 2, 8, 5, 7, 4]
     assert words("cds", cds[7].tolist()) == ["1", "-", "2", "%", "5", "=", "4"]
     assert words("power", power[7].tolist()) == ["1", "-", "2", "=", "4"]
     assert words("nanda", nanda[7].tolist()) == ["1", "2", "=", "4"]
@@ -62,7 +65,7 @@ def test_every_format_reads_up_to_equals_and_answers_the_last_token(run_cfg, fmt
                                                                      classes, length):
     task = build_task(run_cfg("task.p=23", f"task.format={fmt}", "task.op=mul"))
     assert (task.vocab_size, task.n_classes, task.train.x.shape[1]) == (vocab, classes, length)
-    eq = vocabulary(23, "mul", fmt).index("=")
+    eq = {"cds": 25, "power": 23, "nanda": 23}[fmt]  # p + 2 after the modulus and op; else p
     assert (task.train.x[:, -1] == eq).all()  # the model reads the `=` position
     a, b = task.test.x[:, 0], task.test.x[:, -2 if fmt == "nanda" else 2]
     assert torch.equal(task.test.y, a * b % 23)
@@ -92,8 +95,12 @@ def test_s5_task_rows_and_formats(run_cfg):
     task = build_task(run_cfg("task=s5"))
     assert (len(task.train), len(task.test)) == (7200, 7200)
     assert (task.vocab_size, task.n_classes, task.train.x.shape[1]) == (122, 120, 4)
-    table = composition_table(permutations())
-    assert torch.equal(task.train.y, table[task.train.x[:, 0], task.train.x[:, 2]])
+    perms = list(itertools.permutations(range(5)))
+    index = {perm: i for i, perm in enumerate(perms)}
+    # apply a, then b (openai/grok's c = b[a])
+    expected = [index[tuple(perms[b][perms[a][k]] for k in range(5))]
+                for a, b in task.train.x[:, [0, 2]].tolist()]
+    assert task.train.y.tolist() == expected
     nanda = build_task(run_cfg("task=s5", "task.format=nanda"))
     assert (nanda.vocab_size, nanda.train.x.shape[1]) == (121, 3)
     with pytest.raises(GrokError, match="task.format='cds' is not allowed: one of power, nanda"):

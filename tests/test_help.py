@@ -92,7 +92,8 @@ def test_analysis_help_shows_its_own_keys_not_grok_runs(command):
 def test_help_and_version_import_no_torch():
     code = ("import sys\nfrom grok_cli.cli import main\n"
             "for args in (['--help'], ['--version'], ['run', '--help'], ['sweep', '--help']):\n"
-            "    try:\n        main(args)\n    except SystemExit:\n        pass\n"
+            "    try:\n        main(args)\n    except SystemExit as err:\n"
+            "        assert err.code in (0, None), (args, err.code)\n"
             "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], env=grok_env(), capture_output=True,
                             text=True, timeout=120, check=True)

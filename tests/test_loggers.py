@@ -6,17 +6,18 @@ import builtins
 import csv
 
 import pytest
-from conftest import TINY, grok
+from conftest import TINY
 
 from grok_cli.errors import GrokError
 from grok_cli.training.loggers import build_loggers
+from grok_cli.training.run import run_experiment
 
 
-def test_tensorboard_event_files_hold_the_metrics_rows(tmp_path):
+def test_tensorboard_event_files_hold_the_metrics_rows(run_cfg, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run = tmp_path / "run"
-    grok("run", *TINY, "logger=tensorboard", f"hydra.run.dir={run}", cwd=tmp_path, check=True)
+    assert run_experiment(run_cfg(*TINY, "logger=tensorboard"), run) == "completed"
     events = list((run / "tensorboard").glob("events.out.tfevents.*"))
     assert events, "no TensorBoard event file in the run folder"
     with (run / "metrics.csv").open(newline="") as fh:

@@ -73,12 +73,3 @@ def test_rescale_multiplies_the_l2_norm_by_alpha(run_cfg, alpha):
     assert after.item() == pytest.approx(alpha * before.item(), rel=1e-5)
     assert l2_norm(model).item() == pytest.approx(after.item(), rel=1e-5)
 
-
-def test_decoder_reads_only_the_answer_position(run_cfg):
-    """The logits equal the full LM head's logits at the `=` position."""
-    cfg = run_cfg("task.p=23", "model.hidden_size=32")
-    task = build_task(cfg)
-    model = build_model(cfg.model, task).eval()
-    x = task.test.x[:5]
-    full = model.lm(input_ids=x).logits[:, -1]
-    torch.testing.assert_close(model(x), full)

@@ -1,7 +1,8 @@
 """`grok pathways` through the CLI: tiny saved OLMoE checkpoints, outputs, and one-line errors.
 
-Two runs go through a real subprocess; the others call the same CLI entry point in-process
-(grok_cli.cli.main), which saves the interpreter start-up and the torch import each time.
+Every run calls the CLI entry point in-process (grok_cli.cli.main, the `grok_main` fixture),
+which saves the interpreter start-up and the torch import each time. The inputs are shared by
+the module and only read; each test writes under its own tmp_path.
 """
 
 from __future__ import annotations
@@ -9,19 +10,16 @@ from __future__ import annotations
 import csv
 import json
 import re
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import grok
 from omegaconf import OmegaConf
 from test_pathways import tiny_olmoe
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from grok_cli import cli
-from grok_cli.pathways import routing
 from grok_cli.tasks import build_task
 
 CHECKPOINTS = ["ck0", "ck1", "ck2"]
@@ -39,7 +37,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     generator = torch.Generator().manual_seed(0)
     with (root / "data.jsonl").open("w") as handle:
         for i in range(10):
-            ids = torch.randint(2, 64, (int(torch.randint(3, 12, (1,))),), generator=generator)
+            length = int(torch.randint(3, 12, (1,), generator=generator))
+            ids = torch.randint(2, 64, (length,), generator=generator)
             record = {"id": f"s{i}", "group": "code" if i % 2 else "web", "input_ids": ids.tolist()}
             handle.write(json.dumps(record) + "\n")
     (root / "acc.csv").write_text("checkpoint,accuracy\nck0,0.1\nck1,0.3\nck2,0.2\n")
@@ -47,27 +46,19 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def run_in_process(args: list[str], monkeypatch: pytest.MonkeyPatch, cwd: Path) -> int:
-    monkeypatch.chdir(cwd)
-    monkeypatch.setattr(sys, "argv", list(sys.argv))  # cli.main rewrites sys.argv for Hydra
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main(["pathways", *args])
-        raise SystemExit(0)
-    return exit_info.value.code
-
-
 def read_rows(path: Path) -> list[dict[str, str]]:
     with path.open(newline="") as handle:
         return list(csv.DictReader(handle))
 
 
-def test_end_to_end_outputs(workdir: Path) -> None:
-    out = workdir / "out_e2e"
-    result = grok("pathways", f"moe.checkpoints=[{','.join(CHECKPOINTS)}]",
-                  "data.path=data.jsonl", "accuracy=acc.csv", "memorization.epsilon=100",
-                  "memorization.delta=100", f"hydra.run.dir={out}", cwd=workdir)
-    assert result.returncode == 0, result.stderr
-    assert "Loading weights" not in result.stderr  # one bar per checkpoint would flood it
+def test_end_to_end_outputs(workdir: Path, tmp_path: Path, grok_main, capsys) -> None:
+    out = tmp_path / "out"
+    code = grok_main(["pathways", f"moe.checkpoints=[{','.join(CHECKPOINTS)}]",
+                      "data.path=data.jsonl", "accuracy=acc.csv", "memorization.epsilon=100",
+                      "memorization.delta=100", f"hydra.run.dir={out}"], workdir)
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "Loading weights" not in err  # one bar per checkpoint would flood it
     for name in ("pathways_samples.csv", "pathways.csv", "correlations.csv", "pathways.json",
                  "pathways.png"):
         assert (out / name).is_file(), name
@@ -91,16 +82,8 @@ def test_end_to_end_outputs(workdir: Path) -> None:
     assert summary["n_samples"] == 10 and summary["checkpoints"] == CHECKPOINTS
 
 
-def test_mixed_architectures_fail_in_one_line(workdir: Path) -> None:
-    result = grok("pathways", "moe.checkpoints=[ck0,four_experts]", "data.path=data.jsonl",
-                  f"hydra.run.dir={workdir / 'out_arch'}", cwd=workdir)
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(error) == 1 and "differ in architecture" in error[0], result.stderr
-
-
 @pytest.mark.parametrize(("args", "message"), [
+    (["moe.checkpoints=[ck0,four_experts]", "data.path=data.jsonl"], "differ in architecture"),
     (["moe.checkpoints=[gpt2]", "data.path=data.jsonl"], "without MoE layers"),
     (["moe.checkpoints=[ck0,ck1]", "data.path=no_tokens.jsonl"], "neither a `text` nor"),
     (["moe.checkpoints=[ck0,ck1]", "data.path=data.jsonl", "accuracy=acc.csv"],
@@ -114,10 +97,10 @@ def test_mixed_architectures_fail_in_one_line(workdir: Path) -> None:
     (["moe.checkpoints=[ck0]", "data.path=data.jsonl", "memorization.epsilon=most"],
      "memorization.epsilon='most' is not allowed: a loss value >= 0, or auto"),
 ])
-def test_bad_input_is_one_line(workdir: Path, monkeypatch: pytest.MonkeyPatch,
+def test_bad_input_is_one_line(workdir: Path, tmp_path: Path, grok_main,
                                capsys: pytest.CaptureFixture, args: list[str],
                                message: str) -> None:
-    code = run_in_process([*args, f"hydra.run.dir={workdir / 'out_bad'}"], monkeypatch, workdir)
+    code = grok_main(["pathways", *args, f"hydra.run.dir={tmp_path / 'out'}"], workdir)
     err = capsys.readouterr().err
     assert code == 2
     errors = [line for line in err.splitlines() if line.startswith("error:")]
@@ -129,16 +112,15 @@ def test_bad_input_is_one_line(workdir: Path, monkeypatch: pytest.MonkeyPatch,
 @pytest.mark.parametrize("source", [["moe=olmoe_1b_7b"],
                                     ["moe.model=allenai/OLMoE-1B-7B-0924",
                                      "moe.revisions=[step5000-tokens20B]"]])
-def test_unreachable_hub_fails_fast(workdir: Path, monkeypatch: pytest.MonkeyPatch,
+def test_unreachable_hub_fails_fast(workdir: Path, tmp_path: Path, grok_main,
+                                    monkeypatch: pytest.MonkeyPatch,
                                     capsys: pytest.CaptureFixture, offline: str,
                                     source: list[str]) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", offline)
     monkeypatch.setenv("HF_ENDPOINT", "http://hub.invalid")  # never resolves
-    routing.hub_reachable.cache_clear()
     start = time.perf_counter()
-    code = run_in_process([*source, "data.path=data.jsonl",
-                           f"hydra.run.dir={workdir / 'out_hub'}"], monkeypatch, workdir)
-    routing.hub_reachable.cache_clear()
+    code = grok_main(["pathways", *source, "data.path=data.jsonl",
+                      f"hydra.run.dir={tmp_path / 'out'}"], workdir)
     assert time.perf_counter() - start < 10
     err = capsys.readouterr().err
     assert code == 2
@@ -163,10 +145,10 @@ def test_moe_olmoe_1b_7b_is_the_papers_checkpoints() -> None:
     assert "step125000-tokens524B" in moe.revisions
 
 
-def test_from_run_folder(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_from_run_folder(workdir: Path, tmp_path: Path, grok_main) -> None:
     from hydra import compose, initialize_config_dir
 
-    run_dir = workdir / "run"
+    run_dir = tmp_path / "run"
     with initialize_config_dir(config_dir=str(cli.conf_dir()), version_base="1.3"):
         run_cfg = compose("run", overrides=["task.p=5", "data_fraction=1.0"])
     n_train = len(build_task(run_cfg).train.y)
@@ -177,9 +159,8 @@ def test_from_run_folder(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None
     (run_dir / "metrics.csv").write_text(
         "step,train_loss,train_acc,test_loss,test_acc\n0,3,0.1,3,0.05\n10,1,0.5,2,0.25\n"
         "200,0.1,1.0,0.5,0.75\n")
-    out = workdir / "out_run"
-    code = run_in_process([f"moe.from_run={run_dir}", f"hydra.run.dir={out}"], monkeypatch,
-                          workdir)
+    out = tmp_path / "out"
+    code = grok_main(["pathways", f"moe.from_run={run_dir}", f"hydra.run.dir={out}"], workdir)
     assert code == 0
     rows = [r for r in read_rows(out / "pathways.csv") if r["group"] == "all"]
     assert [r["checkpoint"] for r in rows] == ["step_0", "step_10", "step_200"]
@@ -188,20 +169,20 @@ def test_from_run_folder(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert json.loads((out / "pathways.json").read_text())["loss_tokens"] == "last"
 
 
-def test_epsilon_auto_and_sampled_d_path_in_outputs(workdir: Path,
-                                                    monkeypatch: pytest.MonkeyPatch,
+def test_epsilon_auto_and_sampled_d_path_in_outputs(workdir: Path, tmp_path: Path, grok_main,
                                                     capsys: pytest.CaptureFixture) -> None:
-    out = workdir / "out_auto"
-    code = run_in_process([f"moe.checkpoints=[{','.join(CHECKPOINTS)}]", "data.path=data.jsonl",
-                           "memorization.epsilon=auto", "memorization.delta=100",
-                           "pathway.max_pairs=6", "plots=false", f"hydra.run.dir={out}"],
-                          monkeypatch, workdir)
+    out = tmp_path / "out"
+    code = grok_main(["pathways", f"moe.checkpoints=[{','.join(CHECKPOINTS)}]",
+                      "data.path=data.jsonl", "memorization.epsilon=auto",
+                      "memorization.delta=100", "pathway.max_pairs=6", "plots=false",
+                      f"hydra.run.dir={out}"], workdir)
     err = capsys.readouterr().err
     assert code == 0, err
     summary = json.loads((out / "pathways.json").read_text())
     # 5 samples per group: 20-25% of 5 is one sample, by its loss at the last checkpoint
     assert summary["memorization"]["memorized_fraction"] == {"code": 0.2, "web": 0.2}
     last = [r for r in read_rows(out / "pathways_samples.csv") if r["checkpoint"] == "ck2"]
+    assert set(summary["memorization"]["epsilon"]) == {"code", "web"}
     for group, epsilon in summary["memorization"]["epsilon"].items():
         losses = [float(r["loss"]) for r in last if r["group"] == group]
         assert sum(loss <= epsilon for loss in losses) == 1

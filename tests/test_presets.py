@@ -17,17 +17,23 @@ def test_every_experiment_composes(run_cfg, experiment):
     validate_run_config(run_cfg(f"experiment={experiment}"))
 
 
+# torch's class and the learning rate each conf/optimizer file gives
+OPTIMIZER_CLASS_LR = {"adam": ("Adam", 1e-3), "adamw": ("AdamW", 1e-3), "sgd": ("SGD", 1e-2),
+                      "rmsprop": ("RMSprop", 1e-3)}
+
+
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 def test_every_optimizer_builds(run_cfg, optimizer):
     from grok_cli.models import build_model
     from grok_cli.tasks import build_task
     from grok_cli.training.optim import build_optimizer
 
+    assert set(OPTIMIZERS) == set(OPTIMIZER_CLASS_LR)
     cfg = run_cfg(f"optimizer={optimizer}", "task.p=5", "model.hidden_size=8",
                   "model.num_heads=2")
     opt, _ = build_optimizer(cfg.optimizer, cfg.weight_decay,
                              build_model(cfg.model, build_task(cfg)))
-    assert opt.defaults["lr"] == cfg.optimizer.lr
+    assert (type(opt).__name__, opt.defaults["lr"]) == OPTIMIZER_CLASS_LR[optimizer]
 
 
 def test_cds_modadd_is_the_papers_recipe(run_cfg):
