@@ -37,6 +37,32 @@ def grok(*args: str, cwd: Path, check: bool = False, **kwargs) -> subprocess.Com
     return result
 
 
+def grok_here(*args: str, cwd: Path, check: bool = False) -> subprocess.CompletedProcess:
+    """`grok ARGS` as `grok()` runs it, but in this process (cli.main, what the console script
+    calls): the same exit code, stdout and stderr, without a new interpreter's ~5 s of imports.
+    Tests of what only a real process shows (signals, locks, imports) use `grok()`."""
+    import io
+
+    from grok_cli import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    with (pytest.MonkeyPatch.context() as mp, logging_restored(), torch_defaults(),
+          contextlib.redirect_stdout(out), contextlib.redirect_stderr(err)):
+        mp.chdir(cwd)
+        mp.setattr(sys, "argv", list(sys.argv))  # cli.main rewrites sys.argv for Hydra
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.delenv("HYDRA_FULL_ERROR", raising=False)
+        try:
+            cli.main(list(args))
+            code = 0
+        except SystemExit as exited:
+            code = exited.code if isinstance(exited.code, int) else int(exited.code is not None)
+    result = subprocess.CompletedProcess(["grok", *args], code, out.getvalue(), err.getvalue())
+    if check and code != 0:
+        raise AssertionError(f"grok {' '.join(args)} failed:\n{result.stderr}")
+    return result
+
+
 @contextlib.contextmanager
 def torch_defaults() -> Iterator[None]:
     """One thread, as the CLI's (grok_env): two threads on a busy 2-core machine made in-process

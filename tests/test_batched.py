@@ -9,7 +9,7 @@ import re
 
 import pytest
 import torch
-from conftest import TINY, grok
+from conftest import TINY, grok, grok_here
 
 from grok_cli.analysis.runs import Run, metric_arrays
 from grok_cli.errors import GrokError
@@ -118,7 +118,7 @@ def test_grok_sweep_batched(tmp_path):
     grid, a failing member recorded (test_members_equal_their_unbatched_runs: the numbers)."""
     short = [*TINY, "steps=20", "eval_every=5", "ckpt_every=10"]
     sweep = tmp_path / "sweep"
-    result = grok("sweep", "sweep.batched=true", *short, "seed=0,1", "train_size=50,9999",
+    result = grok_here("sweep", "sweep.batched=true", *short, "seed=0,1", "train_size=50,9999",
                   f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert result.returncode == 1, result.stderr  # 9999 > the 396 training pairs
     assert "training 4 jobs batched" in result.stderr and "Traceback" not in result.stderr
@@ -164,7 +164,7 @@ def test_padded_text_members_are_refused_before_any_folder(run_cfg, tmp_path):
 def test_batched_refuses_what_it_cannot_honour_before_any_job_folder(tmp_path):
     """Through the CLI once: the launcher checks the members before it creates a job folder."""
     sweep = tmp_path / "sweep"
-    result = grok("sweep", "launcher=batched", *TINY, "compile=true", "seed=0,1",
+    result = grok_here("sweep", "launcher=batched", *TINY, "compile=true", "seed=0,1",
                   f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]

@@ -137,16 +137,16 @@ MOE = ["model=olmoe", "model.num_layers=2", "model.intermediate_size=32", "model
 
 
 def test_pathways_from_a_modmix_run_correlates_each_group_with_its_own_accuracy(
-        run_cfg, tmp_path, monkeypatch):
+        run_cfg, tmp_path, grok_main):
     import numpy as np
-    from test_pathways_cli import read_rows, run_in_process
+    from test_pathways_cli import read_rows
 
     run, out = tmp_path / "run", tmp_path / "pathways"
     cfg = run_cfg(*TINY_MIX, *MOE)
     assert run_experiment(cfg, run) == "completed"
     args = [f"moe.from_run={run}", "memorization.epsilon=auto", "memorization.delta=10",
             f"hydra.run.dir={out}"]
-    assert run_in_process(args, monkeypatch, tmp_path) == 0
+    assert grok_main(["pathways", *args], tmp_path) == 0
     metrics = {r["step"]: r for r in read_metrics(run / "metrics.csv")}
     rows = read_rows(out / "pathways.csv")
     correlations = {(r["group"], r["metric"]): r for r in read_rows(out / "correlations.csv")}
@@ -202,11 +202,11 @@ def test_router_aux_loss_is_olmoes_and_trains_without_changing_the_logged_loss(r
 
 
 def test_the_testbed_preset_runs_through_the_cli_and_its_snapshots_load(tmp_path):
-    from conftest import grok
+    from conftest import grok_here
     from transformers import OlmoeForCausalLM
 
     run = tmp_path / "run"
-    grok("run", "experiment=pathways_testbed", "steps=4", "eval_every=2", "ckpt_every=2",
+    grok_here("run", "experiment=pathways_testbed", "steps=4", "eval_every=2", "ckpt_every=2",
          "save_every=2", "progress=log", f"hydra.run.dir={run}", cwd=tmp_path, check=True)
     header = (run / "metrics.csv").read_text().splitlines()[0]
     assert header.endswith(",".join(f"test_acc/{g}" for g in GROUPS))

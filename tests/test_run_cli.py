@@ -14,7 +14,7 @@ import time
 
 import pytest
 import torch
-from conftest import TINY, grok, grok_command, grok_env
+from conftest import TINY, grok, grok_command, grok_env, grok_here
 
 from grok_cli.analysis.runs import Run
 from grok_cli.errors import GrokError
@@ -112,7 +112,7 @@ def test_corrupt_checkpoint_is_refused(run_cfg, tmp_path):
 
 def test_nonfinite_loss_stops_as_diverged_keeping_metrics_and_checkpoint(tmp_path):
     run = tmp_path / "run"
-    result = grok("run", *TINY, "steps=200", "eval_every=1", "ckpt_every=1", "optimizer=sgd",
+    result = grok_here("run", *TINY, "steps=200", "eval_every=1", "ckpt_every=1", "optimizer=sgd",
                   "optimizer.lr=1e4", "optimizer.momentum=0.9", f"hydra.run.dir={run}",
                   cwd=tmp_path)
     assert result.returncode == 3 and "Traceback" not in result.stderr  # README: exit codes
@@ -266,13 +266,13 @@ def test_the_record_is_hydras_own_and_a_refused_run_keeps_it(tmp_path):
     """.hydra/ holds the three files Hydra writes (here compared with Hydra's own copy in
     .hydra_own/), written by an accepted run only: a refused one leaves what was trained."""
     run = tmp_path / "run"
-    grok("run", *TINY, "steps=10", f"hydra.run.dir={run}", "hydra.output_subdir=.hydra_own",
+    grok_here("run", *TINY, "steps=10", f"hydra.run.dir={run}", "hydra.output_subdir=.hydra_own",
          cwd=tmp_path, check=True)
     names = ("config.yaml", "overrides.yaml", "hydra.yaml")
     record = {name: (run / ".hydra" / name).read_bytes() for name in names}
     assert record == {name: (run / ".hydra_own" / name).read_bytes() for name in names}
 
-    refused = grok("run", *TINY, "steps=10", "seed=5", f"hydra.run.dir={run}", cwd=tmp_path)
+    refused = grok_here("run", *TINY, "steps=10", "seed=5", f"hydra.run.dir={run}", cwd=tmp_path)
     assert refused.returncode == 2 and "seed=5 here, 0 in the checkpoint" in refused.stderr
     assert {name: (run / ".hydra" / name).read_bytes() for name in names} == record
     assert Run.load(run).seed == 0  # what `grok cds` reads
@@ -281,12 +281,12 @@ def test_the_record_is_hydras_own_and_a_refused_run_keeps_it(tmp_path):
 
 def test_a_run_refused_before_training_leaves_no_folder(tmp_path):
     """Only what this command created goes (also the bad values above, into a new folder)."""
-    result = grok("run", *TINY, "alpha=0", cwd=tmp_path)
+    result = grok_here("run", *TINY, "alpha=0", cwd=tmp_path)
     assert result.returncode == 2 and "error: alpha=0" in result.stderr
     assert not (tmp_path / "outputs").exists()  # no outputs/run/<date>/<time>/ left behind
     mine = tmp_path / "mine"  # a folder the user made is never removed
     mine.mkdir()
-    result = grok("run", *TINY, "alpha=0", f"hydra.run.dir={mine}", cwd=tmp_path)
+    result = grok_here("run", *TINY, "alpha=0", f"hydra.run.dir={mine}", cwd=tmp_path)
     assert result.returncode == 2 and mine.is_dir()
 
 

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import grok
+from conftest import grok, grok_here
 from test_cds import compose_cds
 
 from grok_cli.analysis.cds import main
@@ -45,7 +45,7 @@ def sweep(tmp_path_factory):
     """The grid above swept once; (cwd, sweep folder, the CompletedProcess)."""
     cwd = tmp_path_factory.mktemp("sweep")
     sweep_dir = cwd / "grid"
-    result = grok("sweep", *SMALL, *GRID, f"hydra.sweep.dir={sweep_dir}", cwd=cwd)
+    result = grok_here("sweep", *SMALL, *GRID, f"hydra.sweep.dir={sweep_dir}", cwd=cwd)
     return cwd, sweep_dir, result
 
 
@@ -119,7 +119,7 @@ def test_rerun_skips_finished_jobs_and_adds_new_ones(sweep, tmp_path):
     # An interrupted job: its summary.json is gone but its checkpoint is there.
     (done[0] / "summary.json").unlink()
     # The same grid plus one more train size: existing folders must not shift.
-    result = grok("sweep", *SMALL, "train_size=50,100,200,9999", "seed=0,1",
+    result = grok_here("sweep", *SMALL, "train_size=50,100,200,9999", "seed=0,1",
                   f"hydra.sweep.dir={sweep_dir}", cwd=cwd)
     assert result.returncode == 1  # the 9999 jobs fail again
     assert result.stderr.count("run already completed") == 3
@@ -147,12 +147,13 @@ def test_summarize_only_rebuilds_the_table_without_running(sweep, tmp_path):
     expected = read_csv(table)
     table.unlink()
     mtimes = {p: p.stat().st_mtime for p in sweep_dir.rglob("metrics.csv")}
-    result = grok("sweep", "sweep.summarize_only=true", f"hydra.sweep.dir={sweep_dir}", cwd=cwd)
+    result = grok_here("sweep", "sweep.summarize_only=true", f"hydra.sweep.dir={sweep_dir}",
+                       cwd=cwd)
     assert result.returncode == 1 and "jobs failed" in result.stderr
     assert read_csv(table) == expected
     assert {p: p.stat().st_mtime for p in sweep_dir.rglob("metrics.csv")} == mtimes
 
-    missing = grok("sweep", "sweep.summarize_only=true", f"hydra.sweep.dir={cwd / 'nope'}",
+    missing = grok_here("sweep", "sweep.summarize_only=true", f"hydra.sweep.dir={cwd / 'nope'}",
                    cwd=cwd)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert missing.stderr.strip().splitlines()[-1].startswith("error: hydra.sweep.dir=")

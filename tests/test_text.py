@@ -13,7 +13,7 @@ import time
 
 import pytest
 import torch
-from conftest import grok
+from conftest import grok_here
 from tokenizers import Tokenizer
 
 from grok_cli.errors import GrokError
@@ -218,12 +218,13 @@ def test_unreachable_hub_fails_fast_in_process(run_cfg, tmp_path, monkeypatch):
 def test_cli_trains_bert_and_lstm_on_local_files(tmp_path, files):
     train, test = files
     sweep = tmp_path / "sweep"
-    result = grok("run", "-m", "task=imdb", "model=bert,lstm", f"task.data_files.train={train}",
-                  f"task.data_files.test={test}", f"task.cache_dir={tmp_path / 'cache'}",
-                  "tokenizer=wordpiece", "model.hidden_size=32", "++model.num_heads=2",
-                  "++model.embed_dim=16", "model.num_layers=1", "batch_size=32", "steps=2",
-                  "eval_every=1", "ckpt_every=2", "alpha=10", "progress=log",
-                  f"hydra.sweep.dir={sweep}", cwd=tmp_path, check=True)
+    result = grok_here("run", "-m", "task=imdb", "model=bert,lstm",
+                       f"task.data_files.train={train}", f"task.data_files.test={test}",
+                       f"task.cache_dir={tmp_path / 'cache'}", "tokenizer=wordpiece",
+                       "model.hidden_size=32", "++model.num_heads=2", "++model.embed_dim=16",
+                       "model.num_layers=1", "batch_size=32", "steps=2", "eval_every=1",
+                       "ckpt_every=2", "alpha=10", "progress=log",
+                       f"hydra.sweep.dir={sweep}", cwd=tmp_path, check=True)
     assert "Traceback" not in result.stderr
     for job, model in ((0, "bert"), (1, "lstm")):
         summary = json.loads((sweep / str(job) / "summary.json").read_text())
@@ -264,13 +265,13 @@ def test_resume_refuses_a_checkpoint_made_with_another_tokenizer(tmp_path, files
             f"task.data_files.test={test}", f"task.cache_dir={tmp_path / 'cache'}",
             "tokenizer=auto", f"tokenizer.name_or_path={folder}", "batch_size=32",
             "eval_every=5", "ckpt_every=5", "progress=log", f"hydra.run.dir={run}"]
-    grok(*args, "steps=10", cwd=tmp_path, check=True)
-    again = grok(*args, "steps=15", cwd=tmp_path)  # same node: continues
+    grok_here(*args, "steps=10", cwd=tmp_path, check=True)
+    again = grok_here(*args, "steps=15", cwd=tmp_path)  # same node: continues
     assert again.returncode == 0, again.stderr
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["label_names"] == ["0", "1"]
     shutil.rmtree(folder)  # another node, without it: auto now trains a WordPiece
-    moved = grok(*args, "steps=20", cwd=tmp_path)
+    moved = grok_here(*args, "steps=20", cwd=tmp_path)
     errors = [line for line in moved.stderr.splitlines() if line.startswith("error:")]
     assert moved.returncode == 2 and "Traceback" not in moved.stderr
     assert len(errors) == 1 and "trained on another tokenizer" in errors[0]

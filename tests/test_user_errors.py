@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import grok
+from conftest import grok, grok_here
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
@@ -219,7 +219,7 @@ def test_cli_key_typo_and_a_file_as_run_folder(tmp_path):
     assert "alpah=10 is not allowed" in line and "did you mean alpha?" in line
     afile = tmp_path / "afile"
     afile.write_text("precious")
-    line = one_error_line(grok("run", f"hydra.run.dir={afile}", cwd=tmp_path))
+    line = one_error_line(grok_here("run", f"hydra.run.dir={afile}", cwd=tmp_path))
     assert f"hydra.run.dir='{afile}' is not allowed" in line
     assert afile.read_text() == "precious"
     assert not (tmp_path / "outputs").exists()
@@ -230,7 +230,7 @@ def test_cli_read_only_run_folder_is_refused_and_kept(tmp_path):
     run_dir.mkdir()
     (run_dir / "metrics.csv").write_text("step\n10\n")
     with read_only(run_dir):
-        line = one_error_line(grok("run", "steps=1", f"hydra.run.dir={run_dir}", cwd=tmp_path))
+        line = one_error_line(grok_here("run", "steps=1", f"hydra.run.dir={run_dir}", cwd=tmp_path))
     assert f"hydra.run.dir='{run_dir}' is not allowed: cannot create or write" in line
     assert sorted(p.name for p in run_dir.iterdir()) == ["metrics.csv"]
     assert (run_dir / "metrics.csv").read_text() == "step\n10\n"
@@ -238,7 +238,7 @@ def test_cli_read_only_run_folder_is_refused_and_kept(tmp_path):
 
 def test_cli_grid_over_an_excluded_key_runs_no_job(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    line = one_error_line(grok("sweep", "eval_batch_size=1024,8192", "steps=1",
+    line = one_error_line(grok_here("sweep", "eval_batch_size=1024,8192", "steps=1",
                                f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path))
     assert "eval_batch_size=1024,8192 is not allowed" in line
     assert not sweep_dir.exists()
@@ -249,7 +249,7 @@ def test_cli_foreign_folder_for_pathways(tmp_path):
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("not a run")
-    line = one_error_line(grok("pathways", f"moe.from_run={foreign}", cwd=tmp_path))
+    line = one_error_line(grok_here("pathways", f"moe.from_run={foreign}", cwd=tmp_path))
     assert f"moe.from_run='{foreign}' is not allowed" in line
     assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
 
