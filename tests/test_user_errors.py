@@ -86,7 +86,7 @@ CASES = [
     ("run", ["tsk=imdb"], "tsk=imdb", "did you mean task?"),
     ("run", ["model.hidden_sise=32"], "model.hidden_sise=32", "did you mean hidden_size?"),
     ("run", ["task=imbd"], "task='imbd'", "did you mean imdb?"),
-    ("run", ["optimizer=adamm"], "optimizer='adamm'", "adam, adamw, rmsprop, sgd"),
+    ("run", ["optimizer=adamm"], "optimizer='adamm'", "adam, adamw, adamw_fast, rmsprop, sgd"),
     ("run", ["experiment=cds_modad"], "experiment='cds_modad'", "did you mean cds_modadd?"),
     ("run", ["logger=tensorbord"], "logger='tensorbord'", "did you mean tensorboard?"),
     ("run", ["tokenizer=bertt"], "tokenizer='bertt'", "auto, bert, wordpiece"),
