@@ -207,11 +207,13 @@ def test_old_checkpoints_without_the_new_keys_still_resume(run_cfg, tmp_path):
     for key in ("loss", "grokfast"):
         del identity[key]
     del identity["task"]["format"], identity["task"]["nonzero_b"]
-    del identity["optimizer"]["orthogonal"]
+    for key in ("orthogonal", "decay_steps", "min_lr"):
+        del identity["optimizer"][key]
     save_checkpoint(path, state)
     load_checkpoint(path, cfg)  # as written before these keys existed: the same run
     for changed, key in [("grokfast=ema", "grokfast"), ("task.format=power", "task"),
-                         ("optimizer.orthogonal=true", "optimizer"), ("loss=stablemax", "loss")]:
+                         ("optimizer.orthogonal=true", "optimizer"), ("loss=stablemax", "loss"),
+                         ("optimizer.decay_steps=5", "optimizer")]:
         with pytest.raises(GrokError, match=f"does not match this run: {key}="):
             load_checkpoint(path, run_cfg(*TINY_RUN, changed))
 

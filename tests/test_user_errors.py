@@ -136,6 +136,12 @@ CASES = [
     ("run", ["hydra.run.dir="], "hydra.run.dir=''", "a folder path"),
     ("cds", ["epsilon=2"], "epsilon=2", "an accuracy in (0, 1]"),
     ("run", ["optimizer.betas=0.9"], "optimizer.betas=0.9", "two numbers"),
+    ("run", ["optimizer.warmup_steps=10", "optimizer.decay_steps=10"], "optimizer.decay_steps=10",
+     "null (constant lr) or an integer > optimizer.warmup_steps (10)"),
+    ("run", ["optimizer.decay_steps=1.5"], "optimizer.decay_steps=1.5", "an integer >"),
+    ("run", ["optimizer.min_lr=0.01"], "optimizer.min_lr=0.01",
+     "a number from 0 to optimizer.lr (0.002)"),
+    ("run", ["optimizer.min_lr=-1"], "optimizer.min_lr=-1", "a number from 0"),
     ("cds", ["epsilon=true"], "epsilon=true", "an accuracy in (0, 1]"),
     ("cds", ["plots=maybe"], "plots='maybe'", "true or false"),
     # a grid whose jobs would share one folder
