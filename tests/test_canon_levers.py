@@ -211,7 +211,8 @@ def test_early_stop_ends_a_run_once_it_held_the_level_and_resumes_its_count(run_
 
 
 def test_old_checkpoints_without_the_new_keys_still_resume(run_cfg, tmp_path):
-    cfg = run_cfg(*TINY_RUN, "steps=10", "eval_every=10")
+    old = [*TINY_RUN, "optimizer=adamw"]  # constant lr: all a run had before decay_steps
+    cfg = run_cfg(*old, "steps=10", "eval_every=10")
     run_experiment(cfg, tmp_path)
     path = tmp_path / "checkpoints" / "last.pt"
     state = torch.load(path, weights_only=True)
@@ -219,13 +220,15 @@ def test_old_checkpoints_without_the_new_keys_still_resume(run_cfg, tmp_path):
     for key in ("loss", "grokfast"):
         del identity[key]
     del identity["task"]["format"], identity["task"]["nonzero_b"]
-    del identity["optimizer"]["orthogonal"]
+    for key in ("orthogonal", "decay_steps", "min_lr"):
+        del identity["optimizer"][key]
     save_checkpoint(path, state)
     load_checkpoint(path, cfg)  # as written before these keys existed: the same run
     for changed, key in [("grokfast=ema", "grokfast"), ("task.format=power", "task"),
-                         ("optimizer.orthogonal=true", "optimizer"), ("loss=stablemax", "loss")]:
+                         ("optimizer.orthogonal=true", "optimizer"), ("loss=stablemax", "loss"),
+                         ("optimizer.decay_steps=5", "optimizer")]:
         with pytest.raises(GrokError, match=f"does not match this run: {key}="):
-            load_checkpoint(path, run_cfg(*TINY_RUN, changed))
+            load_checkpoint(path, run_cfg(*old, changed))
 
 
 BAD_VALUES = [

@@ -71,7 +71,7 @@ def test_run_and_sweep_help_describe_every_key_of_every_choice(group):
 def test_run_help_lists_groups_and_keys_and_nothing_grok_run_rejects():
     text = help_of("run")
     assert "  task=" in text and "    modadd *" in text and "    imdb" in text
-    assert "alpha=1.0" in text and "rescale factor" in text
+    assert "alpha=3.0" in text and "rescale factor" in text
     assert "hydra.run.dir=" in text
     assert "launcher" not in text and "\n  sweep" not in text
     assert "Hydra is" not in text and "powered by Hydra" not in text

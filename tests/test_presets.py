@@ -36,6 +36,29 @@ def test_every_optimizer_builds(run_cfg, optimizer):
     assert (type(opt).__name__, opt.defaults["lr"]) == OPTIMIZER_CLASS_LR[optimizer]
 
 
+def test_default_run_has_its_own_adamw_and_presets_keep_the_papers(run_cfg):
+    """The default's α 3, weight decay 2 and AdamW (lr 2e-3 cosine-decayed to 1e-4 by step
+    2,000, betas 0.95/0.95, eps 1e-5) stay out of the presets.
+
+    A preset or a text task that names no optimizer values of its own gets the papers' AdamW
+    (lr 1e-3, constant, betas 0.9/0.98 or the text recipe's 0.9/0.999, eps 1e-8) and its own
+    α and weight decay.
+    """
+    def setting(cfg):
+        opt = cfg.optimizer
+        return (cfg.alpha, cfg.weight_decay, opt.name, opt.lr, list(opt.betas), opt.eps,
+                opt.decay_steps, opt.min_lr)
+
+    assert setting(run_cfg()) == (3.0, 2.0, "adamw", 2e-3, [0.95, 0.95], 1e-5, 2000, 1e-4)
+    papers = {"experiment=cds_modadd": (1.0, 1.0, [0.9, 0.98]),
+              "experiment=explore_optimizers": (1.0, 1.0, [0.9, 0.98]),
+              "experiment=cds_imdb": (10.0, 0.01, [0.9, 0.999]),
+              "task=imdb": (1.0, 0.01, [0.9, 0.999])}
+    for override, (alpha, weight_decay, betas) in papers.items():
+        assert setting(run_cfg(override)) == (
+            alpha, weight_decay, "adamw", 1e-3, betas, 1e-8, None, 0.0), override
+
+
 def test_cds_modadd_is_the_papers_recipe(run_cfg):
     cfg = run_cfg("experiment=cds_modadd")
     assert (cfg.task.p, cfg.task.op, cfg.task.train_split) == (113, "add", 0.75)

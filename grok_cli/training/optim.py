@@ -1,4 +1,9 @@
-"""Optimizers of the `optimizer` config group, with an optional linear warmup and ⊥Grad.
+"""Optimizers of the `optimizer` config group, with an optional linear warmup, cosine decay
+and ⊥Grad.
+
+The learning rate (nanoGPT's schedule): linear warmup to `lr` over `warmup_steps`, then, with
+`decay_steps` set, a half cosine down to `min_lr` at step `decay_steps`, and `min_lr` after, so
+raising `steps` to continue a run keeps a well-defined schedule.
 
 `optimizer.orthogonal=true` wraps the optimizer in pytorch-optimizer's OrthoGrad (Prieto et
 al. 2025): before each step every parameter's gradient g loses its component along the weight
@@ -7,6 +12,9 @@ wrapper's state_dict is the base optimizer's, so checkpoints keep their format.
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Callable
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -43,12 +51,7 @@ def build_optimizer(
     else:
         opt = torch.optim.RMSprop(params, alpha=cfg.smoothing, eps=cfg.eps,
                                   momentum=cfg.momentum, **common)
-    warmup = cfg.get("warmup_steps", 0)
-    check(is_int(warmup) and warmup >= 0, "optimizer.warmup_steps", warmup,
-          "an integer >= 0")
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
-    )
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(cfg))
     orthogonal = cfg.get("orthogonal", False)
     check(isinstance(orthogonal, bool), "optimizer.orthogonal", orthogonal,
           "true (⊥Grad: gradients orthogonal to the weights) or false")
@@ -57,6 +60,29 @@ def build_optimizer(
 
         opt = OrthoGrad(opt)
     return opt, schedule
+
+
+def _lr_factor(cfg: DictConfig) -> Callable[[int], float]:
+    """The multiplier of `lr` at each 0-based step, from the checked schedule keys."""
+    warmup, decay, min_lr = (cfg.get("warmup_steps", 0), cfg.get("decay_steps"),
+                             cfg.get("min_lr", 0.0))
+    check(is_int(warmup) and warmup >= 0, "optimizer.warmup_steps", warmup,
+          "an integer >= 0")
+    check(decay is None or (is_int(decay) and decay > warmup), "optimizer.decay_steps", decay,
+          f"null (constant lr) or an integer > optimizer.warmup_steps ({warmup})")
+    check(is_number(min_lr) and 0 <= min_lr <= cfg.lr, "optimizer.min_lr", min_lr,
+          f"a number from 0 to optimizer.lr ({cfg.lr})")
+    floor = min_lr / cfg.lr
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if decay is None:
+            return 1.0
+        done = min(1.0, (step - warmup) / (decay - warmup))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * done))
+
+    return factor
 
 
 def _fusable(params: list[torch.Tensor]) -> bool:
