@@ -23,7 +23,7 @@ from grok_cli.training.run import run_experiment
 MOE = ["model=olmoe", "task.p=11", "model.hidden_size=32", "model.num_layers=2",
        "model.num_heads=2", "model.intermediate_size=32", "model.num_experts=4",
        "model.num_experts_per_tok=2", "eval_every=10", "ckpt_every=20", "save_every=20",
-       "progress=log"]
+       "alpha=1", "progress=log"]
 STEPS = (0, 20, 40)
 
 

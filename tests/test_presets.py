@@ -19,7 +19,7 @@ def test_every_experiment_composes(run_cfg, experiment):
 
 # torch's class and the learning rate each conf/optimizer file gives
 OPTIMIZER_CLASS_LR = {"adam": ("Adam", 1e-3), "adamw": ("AdamW", 1e-3), "sgd": ("SGD", 1e-2),
-                      "rmsprop": ("RMSprop", 1e-3)}
+                      "rmsprop": ("RMSprop", 1e-3), "adamw_fast": ("AdamW", 2e-3)}
 
 
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
