@@ -377,14 +377,33 @@ def test_ctrl_c_stops_at_a_step_boundary_with_exit_130(run_cfg, tmp_path):
                 return
 
     threading.Thread(target=interrupt_after_rows, daemon=True).start()
+    # As in a terminal (pytest itself may have been started with SIGINT ignored, as `cmd &` is)
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with pytest.raises((SystemExit, KeyboardInterrupt)) as stopped:
             run_experiment(run_cfg(*TINY, "steps=100000"), run)
+        restored = signal.getsignal(signal.SIGINT)
     finally:
         done.set()
+        signal.signal(signal.SIGINT, outer)
     assert isinstance(stopped.value, SystemExit) and stopped.value.code == 130
     summary = json.loads((run / "summary.json").read_text())
     step = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["step"]
     assert summary["status"] == "interrupted"
     assert summary["error"] == f"interrupted by SIGINT at step {step}"
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert restored is signal.default_int_handler  # the run's handler is gone again
+
+
+def test_an_ignored_signal_stays_ignored():
+    """A job started in the background by a script (`grok run &`) ignores SIGINT: a Ctrl-C
+    meant for the script must not stop it, so the run leaves SIGINT ignored."""
+    from grok_cli.training.signals import StopSignals
+
+    outer = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with StopSignals().installed():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN  # still handled
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, outer)

@@ -52,7 +52,10 @@ class StopSignals:
         if threading.current_thread() is not threading.main_thread():
             yield self  # Python delivers signals to the main thread only
             return
-        previous = {signum: signal.signal(signum, self._handle) for signum in SIGNALS}
+        # An ignored signal stays ignored: a job a script starts in the background (`cmd &`)
+        # has SIGINT ignored, so that a Ctrl-C in the terminal stops the script, not the job.
+        previous = {signum: signal.signal(signum, self._handle) for signum in SIGNALS
+                    if signal.getsignal(signum) is not signal.SIG_IGN}
         try:
             yield self
         finally:
