@@ -8,38 +8,33 @@ forward is `(x, mask=None) -> logits`. `rescale` applies the grokking configurat
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
 
 import torch
 from omegaconf import DictConfig
 from torch import nn
 
 from grok_cli.errors import check_choice
-from grok_cli.models.bert import build_bert
-from grok_cli.models.gpt import build_gpt
-from grok_cli.models.gpt2 import build_gpt2
-from grok_cli.models.lstm import build_lstm
-from grok_cli.models.mlp import build_mlp
-from grok_cli.models.nanda import build_nanda
-from grok_cli.models.olmoe import build_olmoe
-from grok_cli.models.onehot_mlp import build_onehot_mlp
 from grok_cli.tasks import TaskData
 
-MODELS: dict[str, Callable[[DictConfig, TaskData], nn.Module]] = {
-    "gpt": build_gpt,
-    "gpt2": build_gpt2,
-    "nanda": build_nanda,
-    "olmoe": build_olmoe,
-    "bert": build_bert,
-    "mlp": build_mlp,
-    "onehot_mlp": build_onehot_mlp,
-    "lstm": build_lstm,
+# model.name -> its file and builder, imported when built: a run loads only its own model's
+# transformers code (importing every model's took seconds of each command's start).
+MODELS: dict[str, str] = {
+    "gpt": "gpt:build_gpt",
+    "gpt2": "gpt2:build_gpt2",
+    "nanda": "nanda:build_nanda",
+    "olmoe": "olmoe:build_olmoe",
+    "bert": "bert:build_bert",
+    "mlp": "mlp:build_mlp",
+    "onehot_mlp": "onehot_mlp:build_onehot_mlp",
+    "lstm": "lstm:build_lstm",
 }
 
 
 def build_model(model_cfg: DictConfig, task: TaskData) -> nn.Module:
     check_choice("model.name", model_cfg.name, MODELS)
-    return MODELS[model_cfg.name](model_cfg, task)
+    module, builder = MODELS[model_cfg.name].split(":")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), builder)(model_cfg, task)
 
 
 @torch.no_grad()
