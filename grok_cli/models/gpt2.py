@@ -12,6 +12,12 @@ and their biases U(±1/sqrt(fan_in)), attention's input projection Xavier-unifor
 biases 0, LayerNorms 1 and 0. Grokking is sensitive to this scale (the N(0, 1) embeddings are
 ~50× HF's), so the Power et al. and Grokfast presets use `torch`.
 
+`model.block`: `pre_ln` is GPT-2's block, `x = x + attn(ln_1(x)); x = x + mlp(ln_2(x))`.
+`grokfast` is the Block of Grokfast's main.py (ironjr/grokfast, from danielmamay/grokking):
+`x = ln_1(x); x = x + attn(x); x = x + mlp(ln_2(x))`, the first LayerNorm normalizing the
+residual stream itself. Its Grokfast-MA run (x·y mod 97, seed 0) reaches 95% validation
+accuracy at step 790 with their Block and ~3x later with GPT-2's.
+
 It takes the plain path: the whole HF transformer runs, then the last position's hidden
 state goes through the head (the answer-position fast path of model=gpt is written for
 OpenAIGPT's post-LN block and is not used here).
@@ -67,6 +73,18 @@ def torch_default_init(lm: GPT2LMHeadModel) -> None:
         nn.init.uniform_(lm.lm_head.weight, -bound, bound)
 
 
+def normalize_block_inputs(lm: GPT2LMHeadModel) -> None:
+    """model.block=grokfast: each block's ln_1 moves in front of the block (as `ln_in`, an
+    identity left in its place), so the block's residual starts from ln_1(x)."""
+    for block in lm.transformer.h:
+        block.ln_in, block.ln_1 = block.ln_1, nn.Identity()
+        block.register_forward_pre_hook(_normalize_input)
+
+
+def _normalize_input(block: nn.Module, args: tuple) -> tuple:
+    return (block.ln_in(args[0]), *args[1:])
+
+
 def build_gpt2(cfg: DictConfig, task: TaskData) -> nn.Module:
     check_causal_task(cfg, task)
     check_transformer_shape(cfg, task)
@@ -74,6 +92,7 @@ def build_gpt2(cfg: DictConfig, task: TaskData) -> nn.Module:
           "true (lm_head shares the token embedding) or false (a separate head, as Grokfast)")
     check_choice("model.activation", cfg.activation, sorted(ACT2FN))
     check_choice("model.init", cfg.init, ("hf", "torch"))
+    check_choice("model.block", cfg.block, ("pre_ln", "grokfast"))
     config = GPT2Config(
         vocab_size=task.vocab_size,
         n_positions=cfg.max_positions,
@@ -92,4 +111,6 @@ def build_gpt2(cfg: DictConfig, task: TaskData) -> nn.Module:
     lm = GPT2LMHeadModel(config)
     if cfg.init == "torch":
         torch_default_init(lm)
+    if cfg.block == "grokfast":
+        normalize_block_inputs(lm)
     return LastPosition(lm)
