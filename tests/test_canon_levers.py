@@ -247,10 +247,23 @@ BAD_VALUES = [
     ("model=gpt2 model.tie_embeddings=3", "model.tie_embeddings"),
     ("model=gpt2 model.activation=swish9", "model.activation"),
     ("model=gpt2 model.init=xavier", "model.init"),
+    ("model=gpt2 model.block=post_ln", "model.block"),
     ("model=nanda model.mlp_size=0", "model.mlp_size"),
     ("model=onehot_mlp model.hidden_sizes=[]", "model.hidden_sizes"),
     ("model=onehot_mlp model.bias=1", "model.bias"),
 ]
+
+
+def test_gpt2_checkpoints_from_before_model_block_resume_with_gpt2s_block(run_cfg, tmp_path):
+    old = [*TINY_RUN, "model=gpt2", "steps=10", "eval_every=10"]
+    run_experiment(run_cfg(*old), tmp_path)
+    path = tmp_path / "checkpoints" / "last.pt"
+    state = torch.load(path, weights_only=True)
+    del state["identity"]["model"]["block"]
+    save_checkpoint(path, state)
+    load_checkpoint(path, run_cfg(*old))  # the block every gpt2 run had then
+    with pytest.raises(GrokError, match="does not match this run: model="):
+        load_checkpoint(path, run_cfg(*old, "model.block=grokfast"))
 
 
 @pytest.mark.parametrize(("overrides", "key"), BAD_VALUES)

@@ -102,6 +102,61 @@ def test_gpt2_is_the_full_hf_forward_with_an_untied_head(run_cfg):
     assert tied.lm.lm_head.weight.data_ptr() == tied.lm.transformer.wte.weight.data_ptr()
 
 
+class GrokfastBlock(torch.nn.Module):
+    """The Block of Grokfast's main.py (ironjr/grokfast), verbatim but for the mask: the first
+    LayerNorm is applied to the residual stream itself."""
+
+    def __init__(self, dim, num_heads):
+        super().__init__()
+        self.ln_1, self.ln_2 = torch.nn.LayerNorm(dim), torch.nn.LayerNorm(dim)
+        self.attn = torch.nn.MultiheadAttention(dim, num_heads)
+        self.mlp = torch.nn.Sequential(torch.nn.Linear(dim, dim * 4), torch.nn.GELU(),
+                                       torch.nn.Linear(dim * 4, dim))
+
+    def forward(self, x):  # x: [seq, batch, dim], as theirs
+        attn_mask = torch.triu(torch.full((len(x), len(x)), -float("inf")), diagonal=1)
+        x = self.ln_1(x)
+        a, _ = self.attn(x, x, x, attn_mask=attn_mask, need_weights=False)
+        x = x + a
+        return x + self.mlp(self.ln_2(x))
+
+
+def grokfast_decoder_logits(lm, x):
+    """Grokfast's Decoder.forward at the answer position, with `lm`'s weights (HF's Conv1D
+    stores [in, out], nn.Linear [out, in])."""
+    gpt, d = lm.transformer, lm.config.n_embd
+    h = (gpt.wte.weight[x] + gpt.wpe.weight[: x.shape[1]]).transpose(0, 1)
+    for hf in gpt.h:
+        block = GrokfastBlock(d, lm.config.n_head).double()
+        ln_1 = getattr(hf, "ln_in", hf.ln_1)  # where model.block=grokfast keeps it
+        state = {"ln_1.weight": ln_1.weight, "ln_1.bias": ln_1.bias,
+                 "ln_2.weight": hf.ln_2.weight, "ln_2.bias": hf.ln_2.bias,
+                 "attn.in_proj_weight": hf.attn.c_attn.weight.T,
+                 "attn.in_proj_bias": hf.attn.c_attn.bias,
+                 "attn.out_proj.weight": hf.attn.c_proj.weight.T,
+                 "attn.out_proj.bias": hf.attn.c_proj.bias,
+                 "mlp.0.weight": hf.mlp.c_fc.weight.T, "mlp.0.bias": hf.mlp.c_fc.bias,
+                 "mlp.2.weight": hf.mlp.c_proj.weight.T, "mlp.2.bias": hf.mlp.c_proj.bias}
+        block.load_state_dict(state)
+        h = block(h)
+    return lm.lm_head(gpt.ln_f(h[-1]))
+
+
+def test_gpt2_grokfast_block_is_grokfasts_decoder(run_cfg):
+    """experiment=grokfast_mul97 (model.block=grokfast) computes Grokfast's own Decoder, whose
+    residual stream continues from ln_1(x): with GPT-2's block their MA run groks later."""
+    torch.manual_seed(0)
+    cfg = run_cfg("experiment=grokfast_mul97", "task.p=23")
+    task = build_task(cfg)
+    model = build_model(cfg.model, task).double().eval()
+    for p in model.parameters():  # LayerNorms away from 1 and 0, so a misplaced one shows
+        p.data.add_(0.3 * torch.randn_like(p))
+    x = task.test.x[:6]
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), grokfast_decoder_logits(model.lm, x),
+                                   rtol=1e-10, atol=1e-10)
+
+
 def test_onehot_mlp_reads_one_hot_operands_without_biases(run_cfg):
     cfg = run_cfg("experiment=stablemax_add113", "task.p=23", "model.hidden_sizes=[16,8]")
     task = build_task(cfg)

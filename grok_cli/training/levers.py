@@ -1,7 +1,7 @@
 """The run config's levers on time-to-grok (`loss`, `grokfast`, `optimizer.orthogonal`,
-`stop`), the keys `optimizer.decay_steps` / `min_lr`, and the task keys `task.format` /
-`task.nonzero_b`, as the rest of the code meets them: older checkpoints, which predate these
-keys, and batched sweeps, which do not implement the levers.
+`stop`), the keys `optimizer.decay_steps` / `min_lr`, the task keys `task.format` /
+`task.nonzero_b` and `model.block`, as the rest of the code meets them: older checkpoints,
+which predate these keys, and batched sweeps, which do not implement the levers.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ ADDED_IDENTITY: dict[str, dict[str, Any]] = {
     "grokfast": {"name": "none"},
     "task": {"format": "cds", "nonzero_b": False},
     "optimizer": {"orthogonal": False, "decay_steps": None, "min_lr": 0.0},
+    "model": {"block": "pre_ln"},  # model=gpt2's block before Grokfast's was added
     "precision": "fp32",  # only CUDA runs compute in anything else, and none predate the key
 }
 WHOLE_KEYS = ("loss", "grokfast", "precision")  # added whole; the others gained sub-keys
