@@ -60,7 +60,7 @@ def test_end_to_end_outputs(workdir: Path, tmp_path: Path, grok_main, capsys) ->
     assert code == 0, err
     assert "Loading weights" not in err  # one bar per checkpoint would flood it
     for name in ("pathways_samples.csv", "pathways.csv", "correlations.csv", "pathways.json",
-                 "pathways.png"):
+                 "pathways.png", "pathways_groups.png"):
         assert (out / name).is_file(), name
     samples = read_rows(out / "pathways_samples.csv")
     assert len(samples) == 30

@@ -16,6 +16,7 @@ from grok_cli.pathways.config import AUTO
 from grok_cli.pathways.samples import Samples
 
 ALL = "all"
+MEMORIZED = "Pretrain@"  # prefix of the groups of samples memorized at one checkpoint
 METRICS = {"d_path": "d_path_mean", "consistency": "consistency_mean",
            "complexity": "complexity_mean", "loss": "loss_mean", "loss_ma": "loss_ma"}
 # The paper picks epsilon per domain so that 20-25% of its samples count as memorized.
@@ -69,7 +70,7 @@ def sample_groups(samples: Samples, memorized_at: np.ndarray,
     for t, name in enumerate(names):
         members = np.nonzero(memorized_at == t)[0]
         if len(members):
-            groups[f"Pretrain@{name}"] = members
+            groups[f"{MEMORIZED}{name}"] = members
     return groups
 
 

@@ -1,5 +1,6 @@
 """The files `grok pathways` writes: pathways_samples.csv, pathways.csv, correlations.csv,
-pathways.json and pathways.png (each whole or not at all, through grok_cli.io)."""
+pathways.json, pathways.png and pathways_groups.png (each whole or not at all, through
+grok_cli.io)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from grok_cli.io import atomic_write, write_json
 from grok_cli.pathways import metrics
 from grok_cli.pathways.aggregate import CheckpointResult, Memorization
-from grok_cli.pathways.plots import plot_pathways
+from grok_cli.pathways.plots import plot_group_tracks, plot_pathways
 from grok_cli.pathways.samples import Samples
 
 SAMPLE_COLUMNS = ["checkpoint", "sample_id", "group", "memorized_at", "loss", "pathway",
@@ -89,3 +90,4 @@ def write_outputs(out: Path, cfg: DictConfig, names: list[str], samples: Samples
     write_json(out / "pathways.json", summary(cfg, names, samples, memorization, rows))
     if cfg.plots:
         plot_pathways(out / "pathways.png", rows, names, **plot)
+        plot_group_tracks(out / "pathways_groups.png", rows, names, correlations, **plot)

@@ -1,5 +1,7 @@
 """pathways.png: one panel per metric and one for accuracy, against checkpoint, one line per
-group; groups too small for their mean to say anything are drawn thin and grey."""
+group; groups too small for their mean to say anything are drawn thin and grey.
+pathways_groups.png: a row per data group (and all), each metric beside that group's own
+accuracy, so whether a metric tracks a group's generalization is read off one panel."""
 
 from __future__ import annotations
 
@@ -7,9 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from grok_cli.io import atomic_write
+from grok_cli.pathways.aggregate import MEMORIZED, series
 
 # Below this many samples a group's D_path rests on a handful of pairs: grey, not coloured.
 MIN_GROUP_SAMPLES = 20
+# The metrics drawn against each group's accuracy in pathways_groups.png, as in the paper.
+TRACKED = [("d_path", "d_path_mean"), ("consistency", "consistency_mean"), ("loss", "loss_mean")]
 PANELS = [("d_path_mean", "D_path (mean edit distance)"),
           ("consistency_mean", "consistency (mean cos, layers)"),
           ("complexity_mean", "complexity"),
@@ -40,6 +45,42 @@ def plot_pathways(path: Path, rows: list[dict[str, Any]], names: list[str],
         plt.close(fig)
 
 
+def plot_group_tracks(path: Path, rows: list[dict[str, Any]], names: list[str],
+                      correlations: list[dict[str, Any]], steps: list[int] | None,
+                      accuracy_label: str, title: str) -> None:
+    """A row per data group (memorization groups left out): D_path, consistency and training
+    loss against checkpoint, each with the group's accuracy on a second axis and the Pearson
+    r between the two in the panel's title."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    by_group = {g: s for g, s in series(rows).items() if not g.startswith(MEMORIZED)}
+    pearson = {(c["group"], c["metric"]): c["pearson"] for c in correlations}
+    x = steps if steps is not None else list(range(len(names)))
+    with plt.rc_context({"font.size": 10, "axes.titlesize": 11}):
+        fig, axes = plt.subplots(len(by_group), len(TRACKED), squeeze=False,
+                                 figsize=(4.6 * len(TRACKED), 2.8 * len(by_group)))
+        for row_axes, (group, group_series) in zip(axes, by_group.items(), strict=True):
+            points = [x[names.index(r["checkpoint"])] for r in group_series]
+            accuracy = [r["accuracy"] for r in group_series]
+            for ax, (metric, column) in zip(row_axes, TRACKED, strict=True):
+                ax.plot(points, [r[column] for r in group_series], "o-", color="C0", ms=3)
+                ax.set_ylabel(metric, color="C0")
+                twin = ax.twinx()
+                twin.plot(points, accuracy, "--", color="0.2", lw=1.2)
+                twin.set_ylabel(accuracy_label.split(" (")[0], color="0.2")
+                r = pearson.get((group, metric), float("nan"))
+                ax.set_title(f"{group}: {metric} (Pearson r = {r:+.2f})")
+                _axis_x(ax, names, steps)
+                ax.grid(alpha=0.3)
+        fig.suptitle(title)
+        fig.tight_layout()
+        with atomic_write(path, "wb") as handle:
+            fig.savefig(handle, format="png", dpi=100)
+        plt.close(fig)
+
+
 def _draw_groups(axes: list[Any], panels: list[tuple[str, str]], rows: list[dict[str, Any]],
                  names: list[str], x: list[int]) -> None:
     groups = list(dict.fromkeys(row["group"] for row in rows))
@@ -63,6 +104,10 @@ def _axis(ax: Any, label: str, names: list[str], steps: list[int] | None) -> Non
     ax.set_ylabel(label)
     ax.set_title(label.split(" (")[0])
     ax.grid(alpha=0.3)
+    _axis_x(ax, names, steps)
+
+
+def _axis_x(ax: Any, names: list[str], steps: list[int] | None) -> None:
     if steps is not None:
         ax.set_xlabel("training step")
     else:
