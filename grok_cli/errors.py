@@ -130,7 +130,8 @@ def _bad_syntax(err: BaseException, command: str, top_keys: list[str]) -> str | 
     if not isinstance(err, OverrideParseException):
         return None
     return (f"{err.override!r} is not allowed: {_first_line(err.message)}; write key=value, "
-            "quoted in the shell when the value holds brackets, commas or spaces")
+            "and a value holding =, brackets, commas or spaces in quotes of its own inside "
+            "the shell's: \"key='a=b,c'\" (a sweep's job folder, for one)")
 
 
 def _unknown_key(err: BaseException, command: str, top_keys: list[str]) -> str | None:

@@ -91,9 +91,13 @@ def job_device(device: str, job_num: int) -> str:
 def find_job_dirs(sweep_dir: Path) -> list[Path]:
     """Every job folder under the sweep folder: those holding Hydra's .hydra/overrides.yaml.
 
-    Not only those with a metrics.csv: a job that failed before training still counts.
+    Not only those with a metrics.csv: a job that failed before training still counts. A
+    folder inside a job (`grok pathways ... hydra.run.dir=JOB/pathways`) is that job's, not
+    one of its own.
     """
-    return sorted(path.parent.parent for path in Path(sweep_dir).rglob(str(OVERRIDES_FILE)))
+    found = sorted(path.parent.parent for path in Path(sweep_dir).rglob(str(OVERRIDES_FILE)))
+    jobs = set(found)
+    return [job for job in found if jobs.isdisjoint(job.parents)]
 
 
 def read_overrides(job_dir: Path) -> list[str]:

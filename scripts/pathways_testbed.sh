@@ -13,7 +13,7 @@ grok sweep experiment=pathways_testbed seed=0,1,2 launcher=local progress=log \
   "hydra.sweep.dir=${out}" "$@"
 
 for run in "${out}"/*seed=*/; do
-  grok pathways moe=from_run "moe.from_run=${run}" memorization.epsilon=auto \
-    "hydra.run.dir=${run}pathways"
+  grok pathways moe=from_run "moe.from_run='${run}'" memorization.epsilon=auto \
+    "hydra.run.dir='${run}pathways'"
 done
 echo "done: <seed folder>/pathways/correlations.csv and pathways_groups.png under ${out}/"

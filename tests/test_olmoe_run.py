@@ -127,6 +127,15 @@ def test_pathways_from_run(run_dir: Path, tmp_path: Path, grok_main) -> None:
         ("all", m) for m in ("d_path", "consistency", "complexity", "loss")}
     assert all(r["n"] == "3" for r in correlations if r["group"] == "all")
 
+    # moe.batch_size (auto: 512 here) is speed only: 3 samples a pass give the same samples
+    small = tmp_path / "small_batches"
+    assert grok_main(["pathways", f"moe.from_run={run_dir}", "moe.batch_size=3",
+                      f"hydra.run.dir={small}"], tmp_path) == 0
+    auto, three = read_rows(out / "pathways_samples.csv"), read_rows(small / "pathways_samples.csv")
+    assert [r["pathway"] for r in auto] == [r["pathway"] for r in three]
+    assert [float(r["loss"]) for r in auto] == pytest.approx([float(r["loss"]) for r in three],
+                                                             rel=1e-5, abs=1e-7)
+
 
 @pytest.mark.parametrize("value", ["0", "-5", "2.5"])
 def test_save_every_must_be_positive(run_cfg, value: str) -> None:

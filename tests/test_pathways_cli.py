@@ -94,6 +94,8 @@ def test_end_to_end_outputs(workdir: Path, tmp_path: Path, grok_main, capsys) ->
     (["moe=local", "data.path=data.jsonl"], "moe=local needs moe.checkpoints="),
     (["moe=from_run"], "moe=from_run needs moe.from_run="),
     (["moe=olmoe_1b_7b", "moe.checkpoints=[ck0]", "data.path=data.jsonl"], "exactly one of"),
+    (["moe.checkpoints=[ck0]", "data.path=data.jsonl", "moe.batch_size=0"],
+     "moe.batch_size=0 is not allowed: auto or a positive integer"),
     (["moe.checkpoints=[ck0]", "data.path=data.jsonl", "memorization.epsilon=most"],
      "memorization.epsilon='most' is not allowed: a loss value >= 0, or auto"),
 ])

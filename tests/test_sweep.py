@@ -146,6 +146,10 @@ def test_summarize_only_rebuilds_the_table_without_running(sweep, tmp_path):
     table = sweep_dir / "summary.csv"
     expected = read_csv(table)
     table.unlink()
+    # an analysis written inside a job (grok pathways/fourier hydra.run.dir=JOB/...) is no job
+    job = next(sweep_dir.rglob("metrics.csv")).parent
+    (job / "analysis" / ".hydra").mkdir(parents=True)
+    (job / "analysis" / ".hydra" / "overrides.yaml").write_text("- out_dir=x\n")
     mtimes = {p: p.stat().st_mtime for p in sweep_dir.rglob("metrics.csv")}
     result = grok_here("sweep", "sweep.summarize_only=true", f"hydra.sweep.dir={sweep_dir}",
                        cwd=cwd)

@@ -98,6 +98,8 @@ CASES = [
     ("pathways", ["moee.from_run=x"], "moee.from_run=x", "did you mean moe?"),
     # the command line's own syntax
     ("run", ["alpha=[1"], "'alpha=[1'", "write key=value"),
+    ("pathways", ["moe.from_run=sweep/experiment=x,seed=0"], "'moe.from_run=sweep/experiment=x",
+     "\"key='a=b,c'\""),
     ("run", ["seed=0,1"], "'seed=0,1'", "a comma list is a grid"),
     ("run", ["alpha=${nope}"], "alpha='${nope}'", "Interpolation key 'nope' not found"),
     ("run", ["+alpha=3"], "alpha", "An item is already at 'alpha'"),

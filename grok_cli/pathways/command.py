@@ -27,7 +27,7 @@ from grok_cli.pathways.aggregate import (
     sample_groups,
 )
 from grok_cli.pathways.checkpoints import check_architectures, resolve_checkpoints
-from grok_cli.pathways.config import validate
+from grok_cli.pathways.config import batch_size, validate
 from grok_cli.pathways.outputs import MAX_RELATIVE_SE, d_path_note, write_outputs
 from grok_cli.pathways.routing import Checkpoint, capture, load_model, pick_device
 from grok_cli.pathways.samples import Samples, load_samples
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 def analyse_checkpoint(cfg: DictConfig, checkpoint: Checkpoint, samples: Samples,
                        device: str) -> CheckpointResult:
     model = load_model(checkpoint, cfg.moe.torch_dtype, cfg.moe.device_map, device)
-    routing = capture(model, samples.sequences, cfg.moe.batch_size, samples.loss_tokens)
+    routing = capture(model, samples.sequences, batch_size(cfg.moe), samples.loss_tokens)
     del model
     consistency, complexity = metrics.routing_smoothness(routing.g, routing.router_weights)
     return CheckpointResult(metrics.sample_pathways(routing.g, cfg.pathway.threshold),

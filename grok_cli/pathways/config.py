@@ -43,7 +43,16 @@ def validate_moe(moe: DictConfig, choice: str | None) -> None:
               "a non-empty list of hub revisions of moe.model, in training order")
     check(moe.torch_dtype is None or moe.torch_dtype in DTYPES, "moe.torch_dtype",
           moe.torch_dtype, "null, " + ", ".join(DTYPES))
-    check(_positive_int(moe.batch_size), "moe.batch_size", moe.batch_size, "a positive integer")
+    check(moe.batch_size == AUTO or _positive_int(moe.batch_size), "moe.batch_size",
+          moe.batch_size, "auto or a positive integer")
+
+
+def batch_size(moe: DictConfig) -> int:
+    """moe.batch_size, with auto resolved: a grok run's model is small and its sequences a
+    few tokens, so hundreds share a forward pass; a hub model's texts need small batches."""
+    if moe.batch_size != AUTO:
+        return moe.batch_size
+    return 512 if moe.from_run is not None else 8
 
 
 def validate_data(data: DictConfig) -> None:

@@ -67,6 +67,8 @@ def plot_group_tracks(path: Path, rows: list[dict[str, Any]], names: list[str],
             for ax, (metric, column) in zip(row_axes, TRACKED, strict=True):
                 ax.plot(points, [r[column] for r in group_series], "o-", color="C0", ms=3)
                 ax.set_ylabel(metric, color="C0")
+                if metric == "loss":  # from ~log(vocab) at init to ~0: only a log axis shows both
+                    ax.set_yscale("log")
                 twin = ax.twinx()
                 twin.plot(points, accuracy, "--", color="0.2", lw=1.2)
                 twin.set_ylabel(accuracy_label.split(" (")[0], color="0.2")
