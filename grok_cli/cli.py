@@ -18,7 +18,15 @@ from typing import Any, NoReturn
 
 from grok_cli import __version__
 from grok_cli.config import check_overrides, conf_dir, groups, load_yaml, top_keys
-from grok_cli.errors import bad_value, did_you_mean, fail, full_error, path_mistake, user_mistake
+from grok_cli.errors import (
+    EXIT_USER_ERROR,
+    bad_value,
+    did_you_mean,
+    fail,
+    full_error,
+    path_mistake,
+    user_mistake,
+)
 
 __all__ = ["main", "conf_dir"]
 
@@ -36,6 +44,7 @@ SUBCOMMANDS = {
 }
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what any Unix tool exits with when its reader left
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
+ANALYSES = ("cds", "fourier", "pathways")
 
 
 def usage() -> str:
@@ -185,7 +194,14 @@ class Task:
             return _import_target(self.target)(cfg)
 
         paths = {"hydra.run.dir": run_dir, **_path_values(cfg)}
-        return _report_mistakes(checked_run, self.command, hydra_cfg.job.config_name, paths)
+        try:
+            return _report_mistakes(checked_run, self.command, hydra_cfg.job.config_name, paths)
+        except SystemExit as exited:
+            if exited.code == EXIT_USER_ERROR and self.command in ANALYSES:
+                from grok_cli.training.folder import discard_new_output
+
+                discard_new_output(run_dir)  # a refusal writes nothing
+            raise
 
 
 def _check_writable(folder: str) -> None:

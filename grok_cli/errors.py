@@ -28,6 +28,34 @@ class GrokError(Exception):
     """A mistake in the user's input (config value, file, checkpoint): reported in one line."""
 
 
+EXIT_FAULT = 1
+
+
+class Fault(Exception):
+    """The machine or the file system failed mid-run (a full disk, the run folder removed or
+    made read-only): one `error:` line and exit 1, since the command line was not the cause."""
+
+
+# What to do about a file-system fault, by errno.
+_FAULT_HINTS = {
+    errno.ENOSPC: "the disk is full: free space, then the same command continues from the "
+                  "last checkpoint",
+    errno.EDQUOT: "the disk quota is used up: free space, then the same command continues "
+                  "from the last checkpoint",
+    errno.ENOENT: "the run folder or a file in it was removed while the run wrote it",
+    errno.EACCES: "the run folder's permissions changed while the run wrote it",
+    errno.EROFS: "the file system became read-only while the run wrote it",
+}
+
+
+def fault(err: OSError) -> Fault:
+    """The one line for a file-system error met mid-run, with the original error."""
+    where = f" {os.fsdecode(err.filename)!r}" if err.filename else ""
+    hint = _FAULT_HINTS.get(err.errno or 0, "the same command continues from the last "
+                            "checkpoint once the cause is fixed")
+    return Fault(f"writing{where} failed mid-run ({err.strerror or err}): {hint}")
+
+
 def is_int(value: object) -> bool:
     """An integer config value (YAML `true` is a bool, not the integer 1)."""
     return isinstance(value, int) and not isinstance(value, bool)
@@ -78,16 +106,41 @@ def fail(message: str) -> NoReturn:
 
 
 def report_user_errors(fn: F) -> F:
-    """Turn a GrokError into `error: <message>` on stderr and exit code 2."""
+    """Turn a GrokError into `error: <message>` on stderr and exit code 2, a Fault into its
+    line and exit code 1."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except GrokError as err:
+        except (GrokError, Fault) as err:
             if full_error():
                 raise
+            if isinstance(err, Fault):
+                print(f"error: {err}", file=sys.stderr)
+                sys.exit(EXIT_FAULT)
             fail(str(err))
+
+    return wrapper  # type: ignore[return-value]
+
+
+def stops_on_error(fn: F) -> F:
+    """For a Hydra callback's method: Hydra turns a callback's exception into a warning and
+    goes on (a sweep meant to launch nothing would train); here any exception stops the
+    command with one line: exit 2 for a GrokError, 1 for anything else."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return report_user_errors(fn)(*args, **kwargs)
+        except Exception as err:
+            if full_error():
+                import traceback
+
+                traceback.print_exc()
+            print(f"error: {fn.__qualname__} failed: {type(err).__name__}: {err} "
+                  "(HYDRA_FULL_ERROR=1 shows where)", file=sys.stderr)
+            sys.exit(EXIT_FAULT)
 
     return wrapper  # type: ignore[return-value]
 

@@ -21,7 +21,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from grok_cli.errors import GrokError, fail, report_user_errors
+from grok_cli.errors import GrokError, report_user_errors, stops_on_error
 from grok_cli.io import atomic_write
 
 log = logging.getLogger("grok")
@@ -102,7 +102,15 @@ def find_job_dirs(sweep_dir: Path) -> list[Path]:
 
 def read_overrides(job_dir: Path) -> list[str]:
     path = job_dir / OVERRIDES_FILE
-    overrides = OmegaConf.load(path)
+    try:
+        overrides = OmegaConf.load(path)
+    except Exception as err:  # yaml and OmegaConf raise several types
+        raise GrokError(f"{path} is damaged ({type(err).__name__}: "
+                        f"{str(err).splitlines()[0] if str(err) else ''}); restore it, or "
+                        "delete the job folder and run the sweep again") from None
+    if overrides and not OmegaConf.is_list(overrides):
+        raise GrokError(f"{path} is damaged (not a list of overrides); restore it, or delete "
+                        "the job folder and run the sweep again")
     return [str(item) for item in overrides] if overrides else []
 
 
@@ -133,7 +141,8 @@ def job_row(sweep_dir: Path, job_dir: Path) -> dict[str, Any]:
         "overrides": " ".join(overrides),
         **override_values(overrides),
         **{key: metrics[key] for key in SUMMARY_FIELDS},
-        "error": summary.get("error") if run.summary else "no summary.json: unfinished or killed",
+        "error": run.damage or (summary.get("error") if run.summary
+                                else "no summary.json: unfinished or killed"),
     }
 
 
@@ -181,19 +190,29 @@ def check_grid_folders(config: DictConfig) -> None:
                 "folder; give it one value per sweep, each with its own hydra.sweep.dir")
 
 
+def check_sweep_place(sweep_dir: Path) -> None:
+    """A sweep's folder is not a run's folder, nor inside one: the run would take the jobs'
+    place in summary.csv (a folder holding .hydra/overrides.yaml counts as one job)."""
+    for folder in (sweep_dir, *sweep_dir.parents):
+        if (folder / "metrics.csv").exists() and (folder / OVERRIDES_FILE).exists():
+            raise GrokError(f"hydra.sweep.dir={str(sweep_dir)!r} is not allowed: "
+                            f"{'it is' if folder == sweep_dir else 'it lies inside'} the run "
+                            f"folder {folder}; a sweep needs a folder of its own")
+
+
 class SweepSummary(Callback):
     """Hydra callback (conf/sweep.yaml, hydra.callbacks): checks the grid before any job starts,
     writes summary.csv after the last one."""
 
+    @stops_on_error
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # sweep.summarize_only: rebuild the table of an existing sweep and launch nothing.
         if OmegaConf.select(config, "sweep.summarize_only", default=False):
             report_sweep(Path(config.hydra.sweep.dir))
             sys.exit(0)
-        try:
-            check_grid_folders(config)
-        except GrokError as err:  # Hydra turns a callback's exception into a warning
-            fail(str(err))
+        check_grid_folders(config)
+        check_sweep_place(Path(config.hydra.sweep.dir))
 
+    @stops_on_error
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         report_sweep(Path(config.hydra.sweep.dir))

@@ -273,7 +273,7 @@ def test_the_record_is_hydras_own_and_a_refused_run_keeps_it(tmp_path):
     assert record == {name: (run / ".hydra_own" / name).read_bytes() for name in names}
 
     refused = grok_here("run", *TINY, "steps=10", "seed=5", f"hydra.run.dir={run}", cwd=tmp_path)
-    assert refused.returncode == 2 and "seed=5 here, 0 in the checkpoint" in refused.stderr
+    assert refused.returncode == 2 and "seed: 0 in the checkpoint, 5 here" in refused.stderr
     assert {name: (run / ".hydra" / name).read_bytes() for name in names} == record
     assert Run.load(run).seed == 0  # what `grok cds` reads
     assert find_job_dirs(tmp_path) == [run]  # what summary.csv counts

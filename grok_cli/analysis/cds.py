@@ -92,6 +92,8 @@ def collect(roots: list[Path], params: Params
                         "(none found at any depth)")
     rows, skipped, curves, used = [], [], [], []
     for run in runs:
+        if run.damage is not None:  # not an unfinished run: a file that should be readable
+            raise GrokError(run.damage)
         reason = run.skip_reason()
         metrics = None
         if reason is None:
@@ -99,6 +101,8 @@ def collect(roots: list[Path], params: Params
                 metrics = metric_arrays(run.path)
             except (OSError, ValueError, TypeError, csv.Error) as err:  # a foreign or torn file
                 reason = f"bad metrics.csv: {err}"
+            else:
+                check_final_row(run, metrics)
         if reason is not None:
             log.warning("skipping %s (%s)", run.path, reason)
             skipped.append({"run_dir": str(run.path), "reason": reason})
@@ -112,6 +116,21 @@ def collect(roots: list[Path], params: Params
                         f"at least one completed run; all {len(runs)} run folders were skipped")
     warn_varying_keys([run.config for run in used])
     return rows, skipped, curves, used
+
+
+def check_final_row(run: Run, metrics: dict[str, Any]) -> None:
+    """summary.json's final row must be metrics.csv's last: else one of the two is stale or
+    another run's (copied over, swapped), and the numbers would mix two runs."""
+    final = (run.summary or {}).get("final")
+    if not isinstance(final, dict):
+        return  # an older summary without it
+    last = {key: float(values[-1]) for key, values in metrics.items()}
+    differ = [key for key in ("step", "train_acc", "test_acc")
+              if key in final and key in last and float(final[key]) != last[key]]
+    if differ:
+        raise GrokError(f"run {run.path}: metrics.csv ends with {differ[0]}={last[differ[0]]:g} "
+                        f"but summary.json's final row has {final[differ[0]]!r}: one of them is "
+                        "stale or another run's; restore the run's own files")
 
 
 def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:

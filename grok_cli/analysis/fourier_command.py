@@ -32,6 +32,7 @@ from grok_cli.io import write_json
 from grok_cli.models import build_model
 from grok_cli.tasks import TaskData, build_task
 from grok_cli.tasks.modadd import equations
+from grok_cli.training.checkpoint import IDENTITY_KEYS, check_identity, read_state
 from grok_cli.training.device import check_device, resolve_device
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,8 @@ def load_run(path: Path, root: Path) -> RunInput:
     name = str(path.relative_to(root)) if path != root else "."
     where = f" (run {path})"
     run = Run.load(path)
+    if run.damage is not None:
+        raise GrokError(run.damage)
     if not run.config:
         raise GrokError(f"run {path} has no .hydra/config.yaml: the task cannot be rebuilt")
     cfg = OmegaConf.create(run.config)
@@ -152,13 +155,17 @@ def find_snapshots(path: Path) -> list[Path]:
     return [last]
 
 
-def load_state(path: Path) -> tuple[int, dict[str, torch.Tensor]]:
-    """(step, model state_dict) of a snapshot or checkpoint."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for a damaged file
-        raise GrokError(f"snapshot {path} is corrupt or unreadable "
-                        f"({type(err).__name__})") from None
+def load_state(path: Path, cfg: DictConfig) -> tuple[int, dict[str, torch.Tensor]]:
+    """(step, model state_dict) of a snapshot or checkpoint, verified (checkpoint.read_state)
+    and refused unless it is this run's: its identity keys and, for step_<N>.pt, its step."""
+    state = read_state(path)
+    if "identity" in state:  # snapshots written before they recorded it are taken as they are
+        # The precision is left out: it depends on the device, this machine's or the run's.
+        check_identity(state["identity"], cfg, path, where="snapshot",
+                       keys=tuple(k for k in IDENTITY_KEYS if k != "precision"))
+    if path.stem.startswith("step_") and path.stem != f"step_{state['step']}":
+        raise GrokError(f"snapshot {path} holds step {state['step']}, not the step its name "
+                        "says: it was renamed or copied; restore the run's own snapshots")
     return int(state["step"]), state["model"]
 
 
@@ -245,8 +252,13 @@ def analyse(run: RunInput, settings: Settings) -> dict[str, Any]:
     read = readout(model, run.cfg.model.name)
 
     def load(snapshot: Path) -> int:
-        step, weights = load_state(snapshot)
-        model.load_state_dict(weights)
+        step, weights = load_state(snapshot, run.cfg)
+        try:
+            model.load_state_dict(weights)
+        except RuntimeError as err:  # another model's weights: names or shapes differ
+            raise GrokError(f"snapshot {snapshot} does not fit the model of "
+                            f"{run.path / '.hydra' / 'config.yaml'} "
+                            f"({str(err).splitlines()[0]}); it belongs to another run") from None
         return step
 
     last_step = load(run.snapshots[-1])

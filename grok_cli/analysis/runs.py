@@ -1,12 +1,13 @@
 """Reading finished run folders (metrics.csv, summary.json, .hydra/config.yaml).
 
 Analysis commands read files only, so they work on runs copied back from a cluster or made by
-an older version: every field except metrics.csv is optional and missing ones become None.
+an older version: every field except metrics.csv is optional and missing ones become None. A
+file that is there but damaged (invalid YAML or JSON) is not taken as missing: the run is
+`damaged`, with the reason, and each command refuses or skips it by its own rule.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,10 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
+from grok_cli.errors import GrokError
+from grok_cli.training.folder import read_record
 from grok_cli.training.records import read_metrics
+from grok_cli.training.records import read_summary as read_summary_file
 
 METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
@@ -37,11 +41,12 @@ def find_run_dirs(roots: Iterable[Path]) -> list[Path]:
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:
-    """The run's Hydra config as plain dicts; {} when the run has none."""
+    """The run's Hydra config as plain dicts; {} when the run has none; GrokError naming the
+    file when it is damaged."""
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         return {}
-    conf = OmegaConf.load(path)
+    conf = read_record(path)
     try:
         return OmegaConf.to_container(conf, resolve=True)  # type: ignore[return-value]
     except Exception:
@@ -50,15 +55,10 @@ def read_config(run_dir: Path) -> dict[str, Any]:
 
 
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
-    """summary.json as a dict; None when the run never wrote one (still running or killed)."""
+    """summary.json as a dict; None when the run never wrote one (still running or killed);
+    GrokError naming the file when it is damaged."""
     path = Path(run_dir) / SUMMARY_FILE
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
+    return read_summary_file(path) if path.is_file() else None
 
 
 def metric_arrays(run_dir: Path) -> dict[str, np.ndarray]:
@@ -92,13 +92,19 @@ class Run:
     path: Path
     config: dict[str, Any] = field(default_factory=dict)
     summary: dict[str, Any] | None = None
+    damage: str | None = None  # why its config or summary cannot be read
 
     @classmethod
     def load(cls, run_dir: Path) -> Run:
-        return cls(Path(run_dir), read_config(run_dir), read_summary(run_dir))
+        try:
+            return cls(Path(run_dir), read_config(run_dir), read_summary(run_dir))
+        except GrokError as err:
+            return cls(Path(run_dir), damage=str(err))
 
     @property
     def status(self) -> str:
+        if self.damage is not None:
+            return "damaged"
         if self.summary is None:
             return "unfinished"
         return str(self.summary.get("status", "unknown"))
@@ -151,6 +157,8 @@ class Run:
 
     def skip_reason(self) -> str | None:
         """Why an analysis should leave this run out, or None when it is a usable finished run."""
+        if self.damage is not None:
+            return self.damage
         if self.summary is None:
             return "unfinished: no summary.json"
         if self.status != "completed":

@@ -269,7 +269,8 @@ def _loop(members: list[Member], stop: StopSignals) -> None:
             if cfg.save_every and step % cfg.save_every == 0:
                 for k, member in enumerate(members):
                     if member.outcome.status == "completed":
-                        save_snapshot(_unstack(member, params, k), member.run_dir, step)
+                        save_snapshot(_unstack(member, params, k), member.run_dir, step,
+                                      member.cfg)
             if not _live(members):
                 break
         if step == cfg.steps:
@@ -303,7 +304,7 @@ def _save(members: list[Member], params: dict[str, torch.Tensor], optimizer: Any
         state = {i: {key: value if key == "step" else value[k] for key, value in s.items()}
                  for i, s in opt_state["state"].items()}
         save_checkpoint(member.ckpt_path, checkpoint_state(
-            member.cfg, member.task, step, elapsed,
+            member.cfg, member.task, step, elapsed, member.runlog.metrics.rows_before(step),
             model=_unstack(member, params, k).state_dict(),
             optimizer={"state": state, "param_groups": opt_state["param_groups"]},
             schedule=schedule.state_dict(), rng=member.rng))

@@ -1,8 +1,18 @@
-"""Checkpoints that resume a run exactly: written atomically, checked before use."""
+"""Checkpoints and snapshots: written atomically, verified and checked before any use.
+
+`read_state` is the one reader of a `.pt` file (a run's last.pt, a step_<N>.pt snapshot) and
+`verify` the one integrity check of every checkpoint or snapshot: `torch.load` does not look at
+the zip CRCs torch writes, so a zeroed span would load as wrong weights. A snapshot folder
+(olmoe's save_pretrained) carries a digest file of its own, written inside it before it is
+renamed into place (`write_digests`).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +20,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from grok_cli.errors import GrokError
-from grok_cli.io import atomic_write
+from grok_cli.io import atomic_write, write_json
 from grok_cli.tasks.base import TaskData
 from grok_cli.training.device import effective_precision
 from grok_cli.training.levers import with_added_keys
@@ -32,9 +42,11 @@ def identity(cfg: DictConfig) -> dict[str, Any]:
 
 
 def checkpoint_state(cfg: DictConfig, task: TaskData, step: int, elapsed_s: float,
-                     **state: Any) -> dict[str, Any]:
-    """What last.pt holds: `state` (model, optimizer, schedule, rng) and what it belongs to."""
+                     metrics_rows: int, **state: Any) -> dict[str, Any]:
+    """What last.pt holds: `state` (model, optimizer, schedule, rng), what it belongs to, and
+    how many metrics.csv rows precede its step (a resume checks they are all there)."""
     return {"step": step, "elapsed_s": elapsed_s, "identity": identity(cfg),
+            "metrics_rows": metrics_rows,
             "tokenizer_fingerprint": task.tokenizer_fingerprint, **state}
 
 
@@ -54,6 +66,90 @@ def check_tokenizer(state: dict[str, Any], task: TaskData, path: Path) -> None:
             "original run, or use a new run folder")
 
 
+DIGESTS = "grok.sha256.json"  # in a snapshot folder: {file name: sha256 of its bytes}
+
+
+def write_digests(folder: Path) -> None:
+    """Record the sha256 of every file of a snapshot folder about to be renamed into place."""
+    write_json(folder / DIGESTS, {f.name: _sha256(f) for f in sorted(folder.iterdir())
+                                  if f.is_file() and f.name != DIGESTS})
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def verify(path: Path) -> None:
+    """GrokError naming the file unless the checkpoint or snapshot at `path` holds the bytes
+    that were written: every zip entry's CRC of a .pt file, the recorded digests of a snapshot
+    folder (a folder without a digest file, made by another tool, is taken as it is)."""
+    if path.is_dir():
+        digests_path = path / DIGESTS
+        if not digests_path.is_file():
+            return
+        try:
+            digests = json.loads(digests_path.read_text())
+            bad = next((name for name, digest in digests.items()
+                        if not (path / name).is_file() or _sha256(path / name) != digest), None)
+        except (OSError, ValueError, AttributeError) as err:
+            raise damaged(digests_path, f"{type(err).__name__}: {err}") from None
+        if bad is not None:
+            raise damaged(path / bad, "its bytes differ from those recorded in "
+                          f"{DIGESTS} when it was written (truncated or overwritten)")
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except Exception as err:  # zipfile raises several types for damaged headers
+        raise damaged(path, f"not a whole checkpoint: {type(err).__name__}: {err}") from None
+    if bad is not None:
+        raise damaged(path, f"its entry {bad} fails its CRC check (bytes changed on disk)")
+
+
+def damaged(path: Path, reason: str) -> GrokError:
+    return GrokError(f"{path} is damaged ({reason}); delete it (resume=false starts the run "
+                     "over), or restore it from a copy")
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    """The dict a .pt checkpoint or snapshot holds, verified first."""
+    verify(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a file it cannot read
+        raise damaged(path, f"unreadable: {type(err).__name__}") from None
+    if not isinstance(state, dict) or "model" not in state or "step" not in state:
+        raise GrokError(f"{path} is not a grok checkpoint or snapshot (no model and step); "
+                        "delete it, or resume=false to start over")
+    return state
+
+
+def differences(saved: dict[str, Any], current: dict[str, Any], where: str,
+                prefix: str = "") -> list[str]:
+    """`key: A in the <where>, B here` for each leaf that differs, nested keys dotted."""
+    lines = []
+    for key in sorted({*saved, *current}, key=str):
+        a, b = saved.get(key), current.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            lines += differences(a, b, where, f"{prefix}{key}.")
+        elif a != b:
+            lines.append(f"{prefix}{key}: {a!r} in the {where}, {b!r} here")
+    return lines
+
+
+def check_identity(saved: dict[str, Any], cfg: DictConfig, path: Path,
+                   where: str = "checkpoint", keys: tuple[str, ...] = IDENTITY_KEYS) -> None:
+    """Refuse a checkpoint or snapshot written by a run of another config, naming the keys
+    that differ (among `keys`)."""
+    current = identity(cfg)
+    saved = with_added_keys(saved, current)  # older checkpoints lack newer keys
+    diff = differences({k: saved.get(k) for k in keys}, {k: current[k] for k in keys}, where)
+    if diff:
+        raise GrokError(f"{where} {path} does not match this run: {'; '.join(diff)}; use the "
+                        "same config, or a new run folder")
+
+
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Written whole or not at all: a kill mid-write leaves the old file intact."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -65,23 +161,11 @@ def load_checkpoint(path: Path, cfg: DictConfig, task: TaskData | None = None
                     ) -> dict[str, Any]:
     """The checkpoint at `path`, refused unless it belongs to this run: the identity keys of
     `cfg` and, given the built `task` (a run about to resume), its tokenizer."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for a damaged file
-        raise GrokError(f"checkpoint {path} is corrupt or unreadable ({type(err).__name__}); "
-                        "delete it to start over, or pass resume=false") from None
-    if not isinstance(state, dict) or "identity" not in state:
-        raise GrokError(f"checkpoint {path} is not a grok checkpoint; pass resume=false "
-                        "to start over")
-    current = identity(cfg)
-    saved = with_added_keys(state["identity"], current)  # older checkpoints lack newer keys
-    for key in IDENTITY_KEYS:
-        if saved.get(key) != current[key]:
-            raise GrokError(
-                f"checkpoint {path} does not match this run: {key}={current[key]!r} here, "
-                f"{saved.get(key)!r} in the checkpoint; use the same config or "
-                "a new run folder"
-            )
+    state = read_state(path)
+    if "identity" not in state:
+        raise GrokError(f"{path} is not a run's checkpoint (a step snapshot?); delete it, or "
+                        "resume=false to start over")
+    check_identity(state["identity"], cfg, path)
     if task is not None:
         check_tokenizer(state, task, path)
     return state

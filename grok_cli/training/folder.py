@@ -7,8 +7,12 @@
   null` in conf/run.yaml) and `RunFolderCallback` keeps the three files Hydra would have
   written until the run is accepted (lock held, config and checkpoint checked); a refused run
   leaves the folder's record as it was.
+- The folder's identity: a folder that holds a run (metrics.csv or checkpoints/) is only
+  trained on by a command of the config its `.hydra/config.yaml` records (`check_record`),
+  with or without a checkpoint; `resume=false` is the explicit way to start over. A run never
+  nests in a sweep's folder or another run's (`check_place`).
 - A `grok run` refused before training removes the folder it created, so typos leave nothing
-  in outputs/run/.
+  in outputs/run/; so does a refused analysis (`discard_new_output`).
 """
 
 from __future__ import annotations
@@ -27,10 +31,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from grok_cli.errors import GrokError
+from grok_cli.errors import GrokError, stops_on_error
 from grok_cli.io import write_text
 
 LOCK_FILE, OWNER_FILE, RECORD_DIR = ".grok.lock", ".grok.owner", ".hydra"
+RECORD = Path(RECORD_DIR) / "config.yaml"
 # What a run refused before training may leave in a folder it created (all of it removed).
 PRE_TRAINING_FILES = {"run.log", LOCK_FILE, OWNER_FILE}
 
@@ -59,6 +64,7 @@ class RunFolderCallback(Callback):
             if created is not None:
                 _created[run_dir] = created
 
+    @stops_on_error
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         # Exactly what Hydra's run_job writes to .hydra/ when output_subdir is set.
         _records[_key(config.hydra.runtime.output_dir)] = {
@@ -99,8 +105,12 @@ class RunFolder:
             write_text(owner, f"pid {os.getpid()} on host {socket.gethostname()}\n")
             yield self
         finally:
-            owner.unlink(missing_ok=True)
-            lock.release()
+            # A folder removed or made read-only mid-run: the run's own error says so; this
+            # cleanup must not replace it.
+            with contextlib.suppress(OSError):
+                owner.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                lock.release()
 
     def _holder(self) -> str:
         try:
@@ -110,7 +120,39 @@ class RunFolder:
 
     @property
     def has_record(self) -> bool:
-        return (self.path / RECORD_DIR / "config.yaml").exists()
+        return (self.path / RECORD).exists()
+
+    def check_record(self, cfg: DictConfig) -> None:
+        """GrokError unless this folder's run (if it holds one) was recorded with `cfg`'s
+        identity keys: without it, a folder whose checkpoint was deleted would be trained
+        over by another config, its metrics, summary and record replaced."""
+        from grok_cli.training.checkpoint import check_identity, identity
+
+        path = self.path / RECORD
+        if not path.is_file() or not any((self.path / name).exists()
+                                         for name in ("metrics.csv", "checkpoints")):
+            return
+        record = read_record(path)
+        record.device = cfg.device  # the precision it computes in, were it run here
+        try:
+            check_identity(identity(record), cfg, path, where="run folder's record")
+        except GrokError as err:
+            raise GrokError(f"{err} (resume=false starts this folder over)") from None
+
+    def check_place(self) -> None:
+        """A run folder is neither a sweep's folder (its jobs would drop out of summary.csv)
+        nor inside another run's folder."""
+        subfolders = [p for p in self.path.iterdir() if p.is_dir()] if self.path.is_dir() else []
+        if (self.path / "summary.csv").exists() or any(
+                (sub / "metrics.csv").exists() for sub in subfolders):
+            raise GrokError(f"hydra.run.dir={str(self.path)!r} is not allowed: it is a sweep's "
+                            "folder (it holds summary.csv or job folders); a run needs a "
+                            "folder of its own")
+        holder = next((p for p in self.path.parents if (p / RECORD).is_file()
+                       and (p / "metrics.csv").exists()), None)
+        if holder is not None:
+            raise GrokError(f"hydra.run.dir={str(self.path)!r} is not allowed: it lies inside "
+                            f"the run folder {holder}; a run needs a folder of its own")
 
     def write_record(self, cfg: DictConfig) -> None:
         """Write .hydra/ for the run about to train here: Hydra's own three files when Hydra
@@ -121,13 +163,14 @@ class RunFolder:
         for name, text in files.items():
             write_text(self.path / RECORD_DIR / name, text)
 
-    def discard_if_new(self) -> bool:
+    def discard_if_new(self, leftovers: set[str] = PRE_TRAINING_FILES) -> bool:
         """Remove the folder when this very command created it and it holds nothing but what
-        a run refused before training writes (its log); with the parents created for it."""
+        a run refused before training writes (`leftovers`: its log); with the parents created
+        for it."""
         top = _created.get(_key(self.path))
         if top is None or not self.path.is_dir():
             return False
-        if any(p.name not in PRE_TRAINING_FILES for p in self.path.iterdir()):
+        if any(p.name not in leftovers for p in self.path.iterdir()):
             return False
         shutil.rmtree(self.path)
         folder = self.path.parent
@@ -138,3 +181,23 @@ class RunFolder:
                 break
             folder = folder.parent
         return True
+
+
+def read_record(path: Path) -> DictConfig:
+    """A run folder's .hydra/config.yaml; GrokError naming it when it cannot be read."""
+    try:
+        record = OmegaConf.load(path)
+    except Exception as err:  # yaml and OmegaConf raise several types
+        raise GrokError(f"{path} is damaged ({type(err).__name__}: "
+                        f"{str(err).splitlines()[0] if str(err) else ''}); restore it from "
+                        "a copy") from None
+    if not isinstance(record, DictConfig):
+        raise GrokError(f"{path} is damaged (not a mapping of config keys); restore it from "
+                        "a copy")
+    return record
+
+
+def discard_new_output(output_dir: str | os.PathLike[str]) -> None:
+    """After a refused analysis (`grok cds`, `fourier`, `pathways`): remove the output folder
+    Hydra made for it (its log and .hydra/), so that a refusal writes nothing."""
+    RunFolder(Path(output_dir)).discard_if_new({"run.log", RECORD_DIR})

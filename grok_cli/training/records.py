@@ -7,6 +7,7 @@ cds`, `grok pathways`): every caller sees the same rows, a torn last row dropped
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
 import statistics
@@ -35,46 +36,99 @@ class MetricsLog:
     def __init__(self, path: Path, columns: list[str] | None = None) -> None:
         self.path = path
         self.columns = columns or COLUMNS
+        self.steps: list[int] = []  # the steps of the rows in the file
 
-    def start(self, keep_before_step: int | None) -> None:
-        """Start a new file, or keep the rows before `keep_before_step` (on resume)."""
-        rows = read_metrics(self.path) if keep_before_step and self.path.exists() else []
+    def kept_rows(self, keep_before_step: int | None) -> list[dict[str, Any]]:
+        """The rows a resume keeps (those before `keep_before_step`); GrokError when the file
+        is damaged or has other columns than this run writes (rewriting it would lose them)."""
+        if not keep_before_step or not self.path.exists():
+            return []
+        rows = read_metrics(self.path)
+        header = list(rows[0]) if rows else _header(self.path)
+        if header != self.columns:
+            missing = [c for c in self.columns if c not in header]
+            extra = [c for c in header if c not in self.columns]
+            raise GrokError(f"{self.path} has other columns than this run writes (missing: "
+                            f"{', '.join(missing) or 'none'}; not this run's: "
+                            f"{', '.join(extra) or 'none'}; or another order): it was edited or "
+                            "belongs to another run; restore it, or resume=false to start over")
+        return [row for row in rows if row["step"] < keep_before_step]
+
+    def start(self, rows: list[dict[str, Any]]) -> None:
+        """Start the file with `rows` (kept_rows on resume, else none)."""
         with atomic_write(self.path, newline="") as handle:
             writer = csv.DictWriter(handle, self.columns, extrasaction="ignore")
             writer.writeheader()
-            writer.writerows(row for row in rows if row["step"] < (keep_before_step or 0))
+            writer.writerows(rows)
+        self.steps = [row["step"] for row in rows]
 
     def append(self, row: dict[str, float]) -> None:
         with self.path.open("a", newline="") as f:
             csv.DictWriter(f, self.columns).writerow(row)
+        self.steps.append(row["step"])
+
+    def rows_before(self, step: int) -> int:
+        """How many rows precede `step`: a checkpoint at `step` records it, so a resume can
+        tell that the rows it keeps are all there."""
+        return sum(s < step for s in self.steps)
+
+
+# Columns whose every value is a finite number (accuracies also within [0, 1]); losses and the
+# L2 norm may be non-finite only in the last row (the one that ended a diverged run), and a
+# per-group accuracy is NaN where the group has no samples.
+FINITE = ("train_acc", "test_acc", "lr", "elapsed_s")
+ACCURACIES = ("train_acc", "test_acc")
+
+
+def _header(path: Path) -> list[str]:
+    with Path(path).open(newline="", encoding="utf-8-sig") as handle:
+        return next(csv.reader(handle), [])
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """metrics.csv's rows in file order: `step` an int, every other column a float (empty: NaN).
+    """metrics.csv's rows by step: `step` an int, every other column a float (empty: NaN).
 
-    A kill during an append can leave the last line cut short: a last line without its line
-    end, or with missing or unreadable fields, is dropped with a warning. A damaged row
-    anywhere else is a GrokError.
+    What it reads is checked, so no number derived from it is silently wrong: the header (a
+    `step` column, no name twice), every value (accuracies finite and within [0, 1], lr and
+    elapsed_s finite, non-finite losses only in a last row), and the steps. Rows out of step
+    order, or a row written twice, are read sorted and once, with a warning (the file is left
+    as it is); two different rows of one step are a GrokError. A kill during an append can
+    leave the last line cut short: it is dropped with a warning; a damaged row anywhere else
+    is a GrokError.
     """
-    with Path(path).open(newline="") as handle:
+    with Path(path).open(newline="", encoding="utf-8-sig") as handle:  # -sig: a BOM by an editor
         lines = handle.read().splitlines(keepends=True)
     reader = csv.DictReader(lines)
-    if "step" not in (reader.fieldnames or []):
-        raise GrokError(f"{path} is not a metrics file: its header has no 'step' column; "
-                        "delete it (and checkpoints/) to start the run over")
-    rows = []
+    header = reader.fieldnames or []
+    if "step" not in header or len(set(header)) < len(header) or "" in header:
+        raise GrokError(f"{path} is not a metrics file: its header needs a 'step' column and "
+                        "distinct names; restore it, or delete it (and checkpoints/) to start "
+                        "the run over")
+    rows: dict[int, dict[str, Any]] = {}
+    repaired, top = 0, -1
     for raw in reader:
         row = _parse_row(raw)
         last = reader.line_num == len(lines)
-        if row is not None and not (last and not lines[-1].endswith(("\n", "\r"))):
-            rows.append(row)
-        elif last:
+        if row is None or (last and not lines[-1].endswith(("\n", "\r"))):
+            if not last:
+                raise GrokError(f"{path}: line {reader.line_num} is damaged; only the last line "
+                                "may be cut short (by a kill): repair or delete the file")
             log.warning("%s: dropped its incomplete last row (line %d, cut short by a kill "
                         "during an append)", path, reader.line_num)
-        else:
-            raise GrokError(f"{path}: line {reader.line_num} is damaged; only the last line "
-                            "may be cut short (by a kill): repair or delete the file")
-    return rows
+            continue
+        step = row["step"]
+        if step in rows and not _same(rows[step], row):
+            raise GrokError(f"{path}: step {step} has two different rows (line "
+                            f"{reader.line_num}); it was edited or merged from two runs: "
+                            "repair or delete the file")
+        repaired += step <= top
+        rows[step], top = row, max(top, step)
+    if repaired:
+        log.warning("%s: %d row(s) out of step order or written twice; read by step, each "
+                    "once", path, repaired)
+    ordered = [rows[step] for step in sorted(rows)]
+    _check_values(path, ordered)
+    return ordered
 
 
 def _parse_row(raw: dict[str | None, Any]) -> dict[str, Any] | None:
@@ -86,6 +140,27 @@ def _parse_row(raw: dict[str | None, Any]) -> dict[str, Any] | None:
                 for key, value in raw.items()}
     except ValueError:
         return None
+
+
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return all(x == y or (math.isnan(x) and math.isnan(y)) for x, y in
+               zip(a.values(), b.values(), strict=True))
+
+
+def _check_values(path: Path, rows: list[dict[str, Any]]) -> None:
+    for i, row in enumerate(rows):
+        for key, value in row.items():
+            finite = math.isfinite(value)
+            bad = (
+                (key == "step" and value < 0)
+                or (key in FINITE and not finite)
+                or ((key in ACCURACIES or key.startswith(("train_acc/", "test_acc/")))
+                    and finite and not 0 <= value <= 1)
+                or (key in ("train_loss", "test_loss", "l2_norm") and not finite
+                    and i < len(rows) - 1))
+            if bad:
+                raise GrokError(f"{path}: step {row['step']} has {key}={value}, which a run "
+                                "never writes there; repair or delete the file")
 
 
 def first_step(rows: list[dict[str, Any]], column: str, threshold: float) -> int | None:
@@ -137,3 +212,14 @@ def summarize(rows: list[dict[str, Any]], thresholds: Any, **extra: Any) -> dict
 
 def write_summary(path: Path, summary: dict[str, Any]) -> None:
     write_json(path, summary)
+
+
+def read_summary(path: Path) -> dict[str, Any]:
+    """summary.json as a dict; GrokError naming it when it is not a JSON object."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise GrokError(f"{path} is damaged ({type(err).__name__}: {err})") from None
+    if not isinstance(data, dict):
+        raise GrokError(f"{path} is damaged (not a JSON object)")
+    return data

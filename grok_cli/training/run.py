@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -13,12 +13,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from grok_cli.config import validate_run_config
-from grok_cli.errors import GrokError, report_user_errors
+from grok_cli.errors import Fault, GrokError, fault, report_user_errors
 from grok_cli.plots import plot_curves, setting_title
 from grok_cli.training.checkpoint import load_checkpoint
 from grok_cli.training.device import check_device
 from grok_cli.training.folder import RunFolder
-from grok_cli.training.records import read_metrics, summarize, write_summary
+from grok_cli.training.records import read_metrics, read_summary, summarize, write_summary
 from grok_cli.training.signals import Interrupted, StopSignals, continue_command, signal_name
 from grok_cli.training.trainer import Outcome, train
 
@@ -45,6 +45,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path, isolate_failures: bool = Fals
     """
     stop = StopSignals()
     try:
+        _check_place(RunFolder(run_dir))
         with stop.installed(), RunFolder(run_dir).claimed() as folder:
             return _run_claimed(cfg, folder, stop, isolate_failures)
     except GrokError as err:  # in a multirun only the lock's refusal gets here
@@ -52,6 +53,14 @@ def run_experiment(cfg: DictConfig, run_dir: Path, isolate_failures: bool = Fals
             raise
         log.error("error: %s", err)
         return "failed"
+
+
+def _check_place(folder: RunFolder) -> None:
+    try:
+        folder.check_place()
+    except GrokError:
+        folder.discard_if_new()  # the log Hydra began there
+        raise
 
 
 def _run_claimed(cfg: DictConfig, folder: RunFolder, stop: StopSignals, isolate: bool) -> str:
@@ -63,14 +72,16 @@ def _run_claimed(cfg: DictConfig, folder: RunFolder, stop: StopSignals, isolate:
             return "completed"
         check_device(cfg.device)
         outcome = train(cfg, run_dir, stop)
-    except (Exception, Interrupted) as err:
-        record_failure(cfg, folder, err, keep_new_folder=isolate)
+    except (Exception, Interrupted) as caught:
+        err = fault(caught) if isinstance(caught, OSError) else caught
+        with contextlib.suppress(OSError):  # a full disk may not hold the failed summary
+            record_failure(cfg, folder, err, keep_new_folder=isolate)
         if isinstance(err, Interrupted):
             print(f"{_message(err)}; to continue: {continue_command()}", file=sys.stderr)
             raise
         if not isolate:
-            raise
-        log.error("error: %s", _message(err), exc_info=not isinstance(err, GrokError))
+            raise err from None
+        log.error("error: %s", _message(err), exc_info=not isinstance(err, GrokError | Fault))
         return "failed"
     with stop.deferring():  # a signal now does not cut the closing files short
         finish(outcome, cfg, run_dir)
@@ -104,7 +115,7 @@ def stop_interrupted(outcome: Outcome) -> None:
 def _message(err: BaseException) -> str:
     if isinstance(err, Interrupted):
         return f"interrupted by {signal_name(err.signum)}"
-    return str(err) if isinstance(err, GrokError) else f"{type(err).__name__}: {err}"
+    return str(err) if isinstance(err, GrokError | Fault) else f"{type(err).__name__}: {err}"
 
 
 def record_failure(cfg: DictConfig, folder: RunFolder, err: BaseException,
@@ -129,7 +140,11 @@ def _already_completed(run_dir: Path, cfg: DictConfig) -> bool:
     summary_path, ckpt_path = run_dir / "summary.json", run_dir / "checkpoints" / "last.pt"
     if not summary_path.exists() or not ckpt_path.exists():
         return False
-    summary = json.loads(summary_path.read_text())
+    try:
+        summary = read_summary(summary_path)
+    except GrokError as err:  # the checkpoint rewrites it: its last step is evaluated again
+        log.warning("%s; it is rewritten from %s", err, ckpt_path)
+        return False
     if summary.get("status") != "completed":
         return False
     load_checkpoint(ckpt_path, cfg)  # raises when the folder holds another config's run
@@ -150,6 +165,12 @@ def finish_run(run_dir: Path, cfg: DictConfig, status: str, error: str | None,
                  summary["memorization_step"],
                  f"generalized (test_acc ≥ {cfg.thresholds.generalize})":
                  summary["generalization_step"]}
-        plot_curves(rows, run_dir / "curves.png", setting_title(cfg, summary["n_train"]), marks)
+        try:
+            plot_curves(rows, run_dir / "curves.png", setting_title(cfg, summary["n_train"]),
+                        marks)
+        except OSError as err:  # a failure's summary matters more than its plot (full disk)
+            if status == "completed":
+                raise
+            log.warning("curves.png not written: %s", err)
     write_summary(run_dir / "summary.json", summary)
     return summary

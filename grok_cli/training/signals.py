@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shlex
 import signal
 import sys
@@ -81,4 +82,13 @@ def continue_command() -> str:
     else:
         key, folder = "hydra.run.dir", hydra_cfg.runtime.output_dir
     args = [arg for arg in sys.argv[1:] if not arg.startswith(f"{key}=")]
-    return shlex.join([*sys.argv[0].split(), *args, f"{key}={os.path.abspath(folder)}"])
+    return shlex.join([*sys.argv[0].split(), *args,
+                       f"{key}={hydra_quoted(os.path.abspath(folder))}"])
+
+
+def hydra_quoted(value: str) -> str:
+    """`value` as one quoted string of Hydra's override grammar, so that a folder name holding
+    spaces, `=`, `,` or brackets (every sweep job's does) reads back as itself: quotes escaped,
+    and backslashes doubled where they precede a quote or the closing one."""
+    value = re.sub(r"(\\+)(?='|$)", lambda m: m.group(1) * 2, value)
+    return "'" + value.replace("'", "\\'") + "'"

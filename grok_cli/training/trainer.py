@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -22,11 +23,16 @@ from omegaconf import DictConfig
 from torch import nn
 from tqdm import tqdm
 
-from grok_cli.errors import check
+from grok_cli.errors import GrokError, check
 from grok_cli.io import atomic_write
 from grok_cli.models import build_model, l2_norm, rescale
 from grok_cli.tasks import Split, TaskData, build_task
-from grok_cli.training.checkpoint import checkpoint_state, load_checkpoint, save_checkpoint
+from grok_cli.training.checkpoint import (
+    checkpoint_state,
+    identity,
+    load_checkpoint,
+    save_checkpoint,
+)
 from grok_cli.training.device import accelerate, resolve_device, rng_state, set_rng_state
 from grok_cli.training.folder import RunFolder
 from grok_cli.training.grokfast import GradFilter, build_grad_filter
@@ -163,33 +169,64 @@ class RunLog:
             tracker.close()
 
 
-def save_snapshot(model: nn.Module, run_dir: Path, step: int) -> None:
+def save_snapshot(model: nn.Module, run_dir: Path, step: int, cfg: DictConfig) -> None:
     """The `save_every` snapshot of one step, kept for analysis (`grok fourier`, `grok pathways
     moe.from_run=`): a model with its own format (`save_step`: olmoe's save_pretrained) writes
-    checkpoints/step_<N>/, any other checkpoints/step_<N>.pt (its state_dict and the step)."""
+    checkpoints/step_<N>/, any other checkpoints/step_<N>.pt (its state_dict, the step and the
+    run's identity keys, so a snapshot copied in from another run is refused)."""
     path = run_dir / "checkpoints" / f"step_{step}"
     if hasattr(model, "save_step"):
         model.save_step(path)
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path.with_name(f"{path.name}.pt"), "wb") as handle:
-        torch.save({"model": model.state_dict(), "step": step}, handle)
+        torch.save({"model": model.state_dict(), "step": step, "identity": identity(cfg)},
+                   handle)
+
+
+def snapshots(run_dir: Path) -> dict[int, Path]:
+    """The run's step snapshots (files or folders) by step."""
+    found = {}
+    for path in (run_dir / "checkpoints").glob("step_*"):
+        number = path.name.removesuffix(".pt").removeprefix("step_")
+        if number.isdigit():
+            found[int(number)] = path
+    return dict(sorted(found.items()))
 
 
 def snapshot_files(run_dir: Path) -> list[str]:
-    """The run's step snapshots (files or folders), relative to the run folder, by step."""
-    found = [p for p in (run_dir / "checkpoints").glob("step_*")
-             if p.name.removesuffix(".pt").removeprefix("step_").isdigit()]
-    return [str(p.relative_to(run_dir)) for p in
-            sorted(found, key=lambda p: int(p.name.removesuffix(".pt").removeprefix("step_")))]
+    """The run's step snapshots, relative to the run folder, by step."""
+    return [str(p.relative_to(run_dir)) for p in snapshots(run_dir).values()]
 
 
-def accept(cfg: DictConfig, run_dir: Path, runlog: RunLog, start: int) -> None:
+def accept(cfg: DictConfig, run_dir: Path, runlog: RunLog, start: int,
+           rows_before: int | None = None) -> None:
     """The run is accepted: from here on the folder records it (.hydra/, metrics.csv from
-    `start` on; an earlier summary no longer describes the folder)."""
-    RunFolder(run_dir).write_record(cfg)
-    runlog.metrics.start(keep_before_step=start)
+    `start` on; an earlier summary no longer describes the folder, nor a checkpoint or snapshot
+    of a step this run has not reached: a run's snapshots are only ever its own).
+
+    Checked first, so that a refusal changes nothing: the folder's record must be this
+    config's (unless resume=false), and on a resume metrics.csv must hold the `rows_before`
+    rows the checkpoint was taken after."""
+    folder = RunFolder(run_dir)
+    if cfg.resume:
+        folder.check_record(cfg)
+    rows = runlog.metrics.kept_rows(start)
+    if rows_before is not None and len(rows) != rows_before:
+        raise GrokError(f"{runlog.metrics.path} holds {len(rows)} rows before step {start}, "
+                        f"the checkpoint was taken after {rows_before}: it was cut, deleted or "
+                        "replaced; restore it, or resume=false to start over")
+    folder.write_record(cfg)
+    runlog.metrics.start(rows)
     (run_dir / "summary.json").unlink(missing_ok=True)
+    stale = [path for step, path in snapshots(run_dir).items() if step >= start]
+    if start == 0:
+        stale.append(run_dir / "checkpoints" / "last.pt")
+    for path in stale:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------- the single-run loop
@@ -211,6 +248,7 @@ class Session:
     grad_filter: GradFilter | None = None  # grokfast=ema|ma
     start: int = 0
     elapsed_before: float = 0.0
+    rows_before: int | None = None  # metrics.csv rows before `start`, as the checkpoint says
 
     @property
     def ckpt_path(self) -> Path:
@@ -220,9 +258,10 @@ class Session:
     def full_batch(self) -> bool:
         return self.cfg.batch_size is None or self.cfg.batch_size >= len(self.task.train)
 
-    def save(self, step: int, elapsed_s: float, rng: dict[str, Any]) -> None:
+    def save(self, step: int, elapsed_s: float, rng: dict[str, Any], runlog: RunLog) -> None:
         save_checkpoint(self.ckpt_path, checkpoint_state(
-            self.cfg, self.task, step, elapsed_s, model=self.model.state_dict(),
+            self.cfg, self.task, step, elapsed_s, runlog.metrics.rows_before(step),
+            model=self.model.state_dict(),
             optimizer=self.optimizer.state_dict(), schedule=self.schedule.state_dict(), rng=rng,
             **({"grokfast": self.grad_filter.state_dict()} if self.grad_filter else {})))
 
@@ -235,6 +274,7 @@ class Session:
         if self.grad_filter:
             self.grad_filter.load_state_dict(state["grokfast"])
         self.start, self.elapsed_before = state["step"], state["elapsed_s"]
+        self.rows_before = state.get("metrics_rows")  # None: written before it was kept
 
 
 def build_session(cfg: DictConfig, run_dir: Path) -> Session:
@@ -267,7 +307,7 @@ def train(cfg: DictConfig, run_dir: Path, stop: StopSignals | None = None) -> Ou
         log.info("resuming from %s at step %d", session.ckpt_path, session.start)
     runlog = RunLog(cfg, run_dir, session.task.group_names)
     try:
-        accept(cfg, run_dir, runlog, session.start)
+        accept(cfg, run_dir, runlog, session.start, session.rows_before)
         task = session.task
         log.info("task %s: %d train / %d test samples; %d parameters; device %s",
                  cfg.task.name, len(task.train), len(task.test),
@@ -298,7 +338,7 @@ def _loop(s: Session, runlog: RunLog, stop: StopSignals) -> Outcome:
             # so a resume from here replays exactly. A non-finite state is not kept.
             if not bool(nonfinite):
                 s.save(step, s.elapsed_before + time.perf_counter() - began,
-                       rng_state(s.sampler))
+                       rng_state(s.sampler), runlog)
             outcome.status, outcome.signum = "interrupted", stop.signum
             outcome.error = f"interrupted by {signal_name(stop.signum)} at step {step}"
             break
@@ -336,9 +376,9 @@ def _loop(s: Session, runlog: RunLog, stop: StopSignals) -> Outcome:
                 break
             stopped = s.early_stop.update(row)
             if is_ckpt_step(cfg, step) or stopped:
-                s.save(step, row["elapsed_s"], snapshot)
+                s.save(step, row["elapsed_s"], snapshot, runlog)
             if cfg.save_every and step % cfg.save_every == 0:
-                save_snapshot(model, s.run_dir, step)
+                save_snapshot(model, s.run_dir, step, cfg)
             if stopped:
                 log.info("stopping early at step %d: test_acc >= %s for %d evaluations", step,
                          cfg.stop.test_acc, cfg.stop.patience)
