@@ -40,9 +40,15 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "w", **open_kwargs: A
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        # A failed write (a full disk, say) names the file it was for, not the temporary one
+        # nor none; torch.save wraps the OSError of its writes in a RuntimeError.
+        cause = next((e for e in (err, err.__cause__, err.__context__)
+                      if isinstance(e, OSError)), None)
+        if cause is not None and cause.filename in (None, tmp):
+            raise OSError(cause.errno, cause.strerror, str(path)) from err
         raise
 
 

@@ -227,7 +227,7 @@ def test_old_checkpoints_without_the_new_keys_still_resume(run_cfg, tmp_path):
     for changed, key in [("grokfast=ema", "grokfast"), ("task.format=power", "task"),
                          ("optimizer.orthogonal=true", "optimizer"), ("loss=stablemax", "loss"),
                          ("optimizer.decay_steps=5", "optimizer")]:
-        with pytest.raises(GrokError, match=f"does not match this run: {key}="):
+        with pytest.raises(GrokError, match=f"does not match this run: {key}[.:]"):
             load_checkpoint(path, run_cfg(*old, changed))
 
 
@@ -262,7 +262,7 @@ def test_gpt2_checkpoints_from_before_model_block_resume_with_gpt2s_block(run_cf
     del state["identity"]["model"]["block"]
     save_checkpoint(path, state)
     load_checkpoint(path, run_cfg(*old))  # the block every gpt2 run had then
-    with pytest.raises(GrokError, match="does not match this run: model="):
+    with pytest.raises(GrokError, match="does not match this run: model\\."):
         load_checkpoint(path, run_cfg(*old, "model.block=grokfast"))
 
 

@@ -298,7 +298,7 @@ def test_checkpoint_identity_includes_the_precision(run_cfg, tmp_path, caplog):
     assert state["identity"]["precision"] == "fp32"
     state["identity"]["precision"] = "bf16"  # as a precision=bf16 run on a GPU records it
     torch.save(state, path)
-    with pytest.raises(GrokError, match="precision='fp32' here, 'bf16' in the checkpoint"):
+    with pytest.raises(GrokError, match="precision: 'bf16' in the checkpoint, 'fp32' here"):
         run_experiment(run_cfg(*TINY, "steps=40", "precision=bf16"), run)  # fp32 on a CPU
     del state["identity"]["precision"]  # written before precision was recorded
     torch.save(state, path)

@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from grok_cli.errors import GrokError, check
 from grok_cli.pathways.routing import Checkpoint, architecture, load_config, num_experts
+from grok_cli.training.checkpoint import verify
 
 
 def resolve_checkpoints(moe: DictConfig) -> list[Checkpoint]:
@@ -50,6 +51,8 @@ def run_checkpoints(run_dir: Path) -> list[Checkpoint]:
             found.append((int(match.group(1)), path))
     check(bool(found), "moe.from_run", str(run_dir),
           "a grok run folder with checkpoints/step_<N>/ save_pretrained folders")
+    for _, path in found:
+        verify(path)  # the digests written with it: safetensors itself has no checksum
     return [Checkpoint(name=path.name, source=str(path), step=step,
                        aliases={path.name, str(step), str(path)})
             for step, path in sorted(found)]

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from grok_cli.errors import GrokError
@@ -143,7 +144,7 @@ def load_model(checkpoint: Checkpoint, dtype: str | None, device_map: Any,
     try:
         with quiet_transformers():
             model = AutoModelForCausalLM.from_pretrained(checkpoint.source, **kwargs)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, SafetensorError) as err:  # a missing, foreign or cut file
         raise GrokError(f"cannot load model {checkpoint.describe()}: {first_line(err)}") from err
     if device_map is None:
         model = model.to(device)

@@ -84,7 +84,7 @@ def verify(path: Path) -> None:
     """GrokError naming the file unless the checkpoint or snapshot at `path` holds the bytes
     that were written: every zip entry's CRC of a .pt file, the recorded digests of a snapshot
     folder (a folder without a digest file, made by another tool, is taken as it is)."""
-    if path.is_dir():
+    if path.is_dir() and path.suffix != ".pt":
         digests_path = path / DIGESTS
         if not digests_path.is_file():
             return
@@ -162,7 +162,7 @@ def load_checkpoint(path: Path, cfg: DictConfig, task: TaskData | None = None
     """The checkpoint at `path`, refused unless it belongs to this run: the identity keys of
     `cfg` and, given the built `task` (a run about to resume), its tokenizer."""
     state = read_state(path)
-    if "identity" not in state:
+    if "identity" not in state or "optimizer" not in state:
         raise GrokError(f"{path} is not a run's checkpoint (a step snapshot?); delete it, or "
                         "resume=false to start over")
     check_identity(state["identity"], cfg, path)

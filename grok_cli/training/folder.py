@@ -199,5 +199,6 @@ def read_record(path: Path) -> DictConfig:
 
 def discard_new_output(output_dir: str | os.PathLike[str]) -> None:
     """After a refused analysis (`grok cds`, `fourier`, `pathways`): remove the output folder
-    Hydra made for it (its log and .hydra/), so that a refusal writes nothing."""
-    RunFolder(Path(output_dir)).discard_if_new({"run.log", RECORD_DIR})
+    this command made (Hydra's log and .hydra/ only), so that a refusal writes nothing."""
+    logs = {path.name for path in Path(output_dir).glob("*.log")}  # <job name>.log
+    RunFolder(Path(output_dir)).discard_if_new({*logs, RECORD_DIR})

@@ -73,11 +73,11 @@ class MetricsLog:
         return sum(s < step for s in self.steps)
 
 
-# Columns whose every value is a finite number (accuracies also within [0, 1]); losses and the
-# L2 norm may be non-finite only in the last row (the one that ended a diverged run), and a
-# per-group accuracy is NaN where the group has no samples.
-FINITE = ("train_acc", "test_acc", "lr", "elapsed_s")
-ACCURACIES = ("train_acc", "test_acc")
+# What a run writes: lr and elapsed_s are always finite; accuracies are within [0, 1]; the
+# losses, the L2 norm and the accuracies may be non-finite (missing) only in the last row (the
+# one that ended a diverged run); a per-group accuracy is NaN where the group has no samples.
+FINITE = ("lr", "elapsed_s")
+LAST_ROW_MAY_MISS = ("train_loss", "test_loss", "l2_norm", "train_acc", "test_acc")
 
 
 def _header(path: Path) -> list[str]:
@@ -151,14 +151,12 @@ def _check_values(path: Path, rows: list[dict[str, Any]]) -> None:
     for i, row in enumerate(rows):
         for key, value in row.items():
             finite = math.isfinite(value)
-            bad = (
-                (key == "step" and value < 0)
-                or (key in FINITE and not finite)
-                or ((key in ACCURACIES or key.startswith(("train_acc/", "test_acc/")))
-                    and finite and not 0 <= value <= 1)
-                or (key in ("train_loss", "test_loss", "l2_norm") and not finite
-                    and i < len(rows) - 1))
-            if bad:
+            accuracy = key in ("train_acc", "test_acc") or key.startswith(("train_acc/",
+                                                                           "test_acc/"))
+            if ((key == "step" and value < 0) or (key in FINITE and not finite)
+                    or (accuracy and finite and not 0 <= value <= 1)
+                    or (accuracy and math.isinf(value))
+                    or (key in LAST_ROW_MAY_MISS and not finite and i < len(rows) - 1)):
                 raise GrokError(f"{path}: step {row['step']} has {key}={value}, which a run "
                                 "never writes there; repair or delete the file")
 
@@ -201,7 +199,8 @@ def summarize(rows: list[dict[str, Any]], thresholds: Any, **extra: Any) -> dict
         "generalization_step": first_step(rows, "test_acc", thresholds.generalize),
         "groups": group_steps(rows, thresholds),
         "final": rows[-1] if rows else None,
-        "best_test_acc": max((row["test_acc"] for row in rows), default=None),
+        "best_test_acc": max((row["test_acc"] for row in rows
+                              if math.isfinite(row["test_acc"])), default=None),
         "converged_test_acc": (converged_accuracy([r["test_acc"] for r in rows])
                                if rows else None),
         "wall_s": elapsed,

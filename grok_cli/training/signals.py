@@ -89,6 +89,9 @@ def continue_command() -> str:
 def hydra_quoted(value: str) -> str:
     """`value` as one quoted string of Hydra's override grammar, so that a folder name holding
     spaces, `=`, `,` or brackets (every sweep job's does) reads back as itself: quotes escaped,
-    and backslashes doubled where they precede a quote or the closing one."""
+    and backslashes doubled where they precede a quote or the closing one. A plain path (only
+    characters the grammar reads as themselves) stays unquoted."""
+    if re.fullmatch(r"[A-Za-z0-9_/.:+@%-]+", value):
+        return value
     value = re.sub(r"(\\+)(?='|$)", lambda m: m.group(1) * 2, value)
     return "'" + value.replace("'", "\\'") + "'"
