@@ -75,6 +75,7 @@ def assert_refused(result, *needles: str, code: int = 2) -> str:
     assert "Traceback" not in result.stderr
     for needle in needles:
         assert needle in errors[0], errors[0]
+    print(errors[0])  # pytest -rP shows each case's line
     return errors[0]
 
 
@@ -553,3 +554,56 @@ def test_an_interrupted_run_in_a_sweep_like_folder_continues_by_its_line(
     assert argv[:2] == ["grok", "run"]
     assert grok_here(*argv[1:], cwd=tmp_path).returncode == 0
     assert numbers(run) == numbers(finished)
+
+
+# ---------------------------------------------------------------- grok pathways inputs
+
+
+@pytest.fixture
+def moe_run(tmp_path: Path, run_cfg) -> Path:
+    """A run folder as `grok run model=olmoe save_every=10` leaves it: step_<N>/ folders
+    with their digests, its record and metrics."""
+    from omegaconf import OmegaConf
+    from test_pathways import tiny_olmoe
+
+    from grok_cli.training.checkpoint import write_digests
+
+    run = tmp_path / "moe"
+    (run / ".hydra").mkdir(parents=True)
+    OmegaConf.save(run_cfg("task.p=5", "data_fraction=1.0"), run / ".hydra" / "config.yaml")
+    for seed, step in enumerate((0, 10)):
+        folder = run / "checkpoints" / f"step_{step}"
+        tiny_olmoe(seed).save_pretrained(folder)
+        write_digests(folder)
+    (run / "metrics.csv").write_text("step,train_loss,train_acc,test_loss,test_acc\n"
+                                     "0,3,0.1,3,0.05\n10,1,0.5,2,0.25\n")
+    (tmp_path / "data.jsonl").write_text("".join(
+        json.dumps({"id": f"s{i}", "input_ids": [2 + i, 3 + i, 4 + i]}) + "\n"
+        for i in range(4)))
+    return run
+
+
+def pathways(run: Path, *args: str):
+    return grok_here("pathways", *args, cwd=run.parent)
+
+
+def test_pathways_runs_on_the_verified_snapshots(moe_run: Path) -> None:
+    assert pathways(moe_run, f"moe.from_run={moe_run}",
+                    f"hydra.run.dir={moe_run.parent / 'out'}").returncode == 0
+
+
+@pytest.mark.parametrize("damage", [
+    lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]),
+    lambda p: p.write_bytes(p.read_bytes()[:-4096] + bytes(4096)),
+], ids=["truncated", "zeroed-tail"])
+def test_pathways_refuses_a_damaged_safetensors_file(moe_run: Path, damage) -> None:
+    weights = moe_run / "checkpoints" / "step_10" / "model.safetensors"
+    damage(weights)
+    assert_refused(pathways(moe_run, f"moe.from_run={moe_run}"), str(weights),
+                   "bytes differ from those recorded")
+    # A folder another tool wrote has no digests: safetensors' own error, in one line.
+    (weights.parent / "grok.sha256.json").unlink()
+    weights.write_bytes(weights.read_bytes()[:100])
+    assert_refused(pathways(moe_run, f"moe.checkpoints=[{weights.parent}]",
+                            f"data.path={moe_run.parent / 'data.jsonl'}"), "cannot load")
+    assert not (moe_run.parent / "outputs").exists()
