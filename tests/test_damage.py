@@ -607,3 +607,26 @@ def test_pathways_refuses_a_damaged_safetensors_file(moe_run: Path, damage) -> N
     assert_refused(pathways(moe_run, f"moe.checkpoints=[{weights.parent}]",
                             f"data.path={moe_run.parent / 'data.jsonl'}"), "cannot load")
     assert not (moe_run.parent / "outputs").exists()
+
+
+# ---------------------------------------------------------------- shared caches
+
+
+def test_a_damaged_token_cache_is_tokenized_again(run_cfg, tmp_path: Path, caplog) -> None:
+    """The tokenized-text cache is shared by every run on the data: a zeroed span in it must
+    not become other tokens."""
+    from test_text import reviews, write_jsonl
+
+    from grok_cli.tasks import build_task
+
+    train = write_jsonl(tmp_path / "train.jsonl", reviews(60, seed=1))
+    test = write_jsonl(tmp_path / "test.jsonl", reviews(20, seed=2))
+    cfg = run_cfg("task=imdb", f"task.cache_dir={tmp_path / 'cache'}", "tokenizer=wordpiece",
+                  f"task.data_files.train={train}", f"task.data_files.test={test}")
+    first = build_task(cfg)
+    (cached,) = (tmp_path / "cache" / "tokenized").glob("*.pt")
+    zero_span(cached, 64)
+    again = build_task(cfg)
+    assert "fails its CRC check" in caplog.text and "tokenizing again" in caplog.text
+    assert torch.equal(first.train.x, again.train.x) and torch.equal(first.test.x, again.test.x)
+    assert torch.equal(first.train.y, again.train.y)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from grok_cli.errors import GrokError, check
 from grok_cli.pathways.routing import Checkpoint, load_tokenizer
@@ -88,8 +88,9 @@ def samples_from_run(run_dir: Path, cfg: DictConfig, loss_tokens: str) -> Sample
     check(config_path.is_file(), "moe.from_run", str(run_dir),
           "a grok run folder with .hydra/config.yaml (or give data.path=...)")
     from grok_cli.tasks import build_task
+    from grok_cli.training.folder import read_record
 
-    task = build_task(OmegaConf.load(config_path), "cpu")
+    task = build_task(read_record(config_path), "cpu")
     full = torch.cat([task.train.x, task.train.y[:, None]], 1)[: cfg.data.limit]
     full = full[:, -cfg.data.max_length:]
     groups = [""] * len(full)  # a run of several data groups (task=modmix): their names

@@ -251,8 +251,14 @@ def encode_cached(train: Rows, test: Rows | None, tokenizer: Any, task: DictConf
         fingerprint(tokenizer), str(task.max_length)]).encode()).hexdigest()[:24]
     path = cache_dir / "tokenized" / f"{content}.pt"
     if path.exists():
-        log.info("tokens: from cache %s", path)
-        return Encoded(**torch.load(path, weights_only=True))
+        from grok_cli.training.checkpoint import verify  # not at the top: it imports tasks
+
+        try:
+            verify(path)  # a damaged cache would train on other tokens without a word
+            log.info("tokens: from cache %s", path)
+            return Encoded(**torch.load(path, weights_only=True))
+        except GrokError as err:
+            log.warning("%s; tokenizing again", err)
     labels, label_names = class_ids(raw_labels, train.label_names,
                                     f"task.label_column={task.label_column!r}")
     ids, lengths = [], []

@@ -104,7 +104,7 @@ def verify(path: Path) -> None:
     except Exception as err:  # zipfile raises several types for damaged headers
         raise damaged(path, f"not a whole checkpoint: {type(err).__name__}: {err}") from None
     if bad is not None:
-        raise damaged(path, f"its entry {bad} fails its CRC check (bytes changed on disk)")
+        raise damaged(path, f"its entry {bad} fails its CRC check: bytes changed on disk")
 
 
 def damaged(path: Path, reason: str) -> GrokError:
