@@ -407,6 +407,33 @@ def test_summarize_only_stops_on_a_damaged_job_and_trains_nothing(run: Path, tex
     assert files(sweep) == before  # no `defaults` job trained, the table as it was
 
 
+def test_a_callback_error_stops_the_command_where_hydra_would_go_on(run: Path, monkeypatch,
+                                                                   capsys) -> None:
+    """Hydra's Callbacks._notify turns an exception into a warning and goes on (a sweep with a
+    failed job would exit 0 beside a stale summary.csv): grok's callbacks exit instead."""
+    from omegaconf import OmegaConf
+
+    from grok_cli import sweep as sweep_module
+
+    sweep = sweep_of(run)
+    (sweep / "seed=0" / ".hydra" / "overrides.yaml").write_text("[unclosed\n")
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}})
+    for code, needle in ((2, "overrides.yaml is damaged"), (1, "RuntimeError: disk gone")):
+        with pytest.raises(SystemExit) as exited:
+            try:
+                sweep_module.SweepSummary().on_multirun_end(config)
+            except Exception:  # noqa: S110 - what Hydra does with it
+                pass
+        assert exited.value.code == code
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith("error: ") and needle in line
+
+        def broken(sweep_dir):
+            raise RuntimeError("disk gone")
+
+        monkeypatch.setattr(sweep_module, "write_sweep_summary", broken)
+
+
 def test_a_garbled_sweep_table_is_rebuilt_exactly(run: Path) -> None:
     sweep = sweep_of(run)
     table = (sweep / "summary.csv").read_text()

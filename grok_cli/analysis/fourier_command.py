@@ -32,7 +32,7 @@ from grok_cli.io import write_json
 from grok_cli.models import build_model
 from grok_cli.tasks import TaskData, build_task
 from grok_cli.tasks.modadd import equations
-from grok_cli.training.checkpoint import IDENTITY_KEYS, check_identity, read_state
+from grok_cli.training.checkpoint import IDENTITY_KEYS, check_identity, read_state, snapshots
 from grok_cli.training.device import check_device, resolve_device
 
 log = logging.getLogger(__name__)
@@ -143,12 +143,10 @@ def grid_rows(x: torch.Tensor, p: int, fmt: str) -> torch.Tensor:
 
 def find_snapshots(path: Path) -> list[Path]:
     """checkpoints/step_<N>.pt in step order, else checkpoints/last.pt alone."""
-    folder = path / "checkpoints"
-    found = [(int(f.stem.removeprefix("step_")), f) for f in folder.glob("step_*.pt")
-             if f.stem.removeprefix("step_").isdigit()]
+    found = [f for f in snapshots(path).values() if f.suffix == ".pt"]
     if found:
-        return [f for _, f in sorted(found)]
-    last = folder / "last.pt"
+        return found
+    last = path / "checkpoints" / "last.pt"
     if not last.is_file():
         raise GrokError(f"run {path} has no checkpoints/step_<N>.pt snapshots (grok run "
                         "save_every=N) nor checkpoints/last.pt: nothing to analyse")

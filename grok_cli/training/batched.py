@@ -40,7 +40,12 @@ from grok_cli.errors import GrokError, check
 from grok_cli.models import build_model, l2_norm_of, rescale
 from grok_cli.tasks import TASKS, TaskData, build_task
 from grok_cli.tasks.text import build_text
-from grok_cli.training.checkpoint import checkpoint_state, save_checkpoint
+from grok_cli.training.checkpoint import (
+    checkpoint_state,
+    save_checkpoint,
+    save_snapshot,
+    snapshot_files,
+)
 from grok_cli.training.device import accelerate, check_device, resolve_device, rng_state
 from grok_cli.training.folder import RunFolder
 from grok_cli.training.levers import unbatched_levers
@@ -59,8 +64,6 @@ from grok_cli.training.trainer import (
     is_ckpt_step,
     is_eval_step,
     metrics_rows,
-    save_snapshot,
-    snapshot_files,
 )
 
 log = logging.getLogger("grok")

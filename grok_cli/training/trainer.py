@@ -24,14 +24,15 @@ from torch import nn
 from tqdm import tqdm
 
 from grok_cli.errors import GrokError, check
-from grok_cli.io import atomic_write
 from grok_cli.models import build_model, l2_norm, rescale
 from grok_cli.tasks import Split, TaskData, build_task
 from grok_cli.training.checkpoint import (
     checkpoint_state,
-    identity,
     load_checkpoint,
     save_checkpoint,
+    save_snapshot,
+    snapshot_files,
+    snapshots,
 )
 from grok_cli.training.device import accelerate, resolve_device, rng_state, set_rng_state
 from grok_cli.training.folder import RunFolder
@@ -167,36 +168,6 @@ class RunLog:
     def close(self) -> None:
         for tracker in self.trackers:
             tracker.close()
-
-
-def save_snapshot(model: nn.Module, run_dir: Path, step: int, cfg: DictConfig) -> None:
-    """The `save_every` snapshot of one step, kept for analysis (`grok fourier`, `grok pathways
-    moe.from_run=`): a model with its own format (`save_step`: olmoe's save_pretrained) writes
-    checkpoints/step_<N>/, any other checkpoints/step_<N>.pt (its state_dict, the step and the
-    run's identity keys, so a snapshot copied in from another run is refused)."""
-    path = run_dir / "checkpoints" / f"step_{step}"
-    if hasattr(model, "save_step"):
-        model.save_step(path)
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path.with_name(f"{path.name}.pt"), "wb") as handle:
-        torch.save({"model": model.state_dict(), "step": step, "identity": identity(cfg)},
-                   handle)
-
-
-def snapshots(run_dir: Path) -> dict[int, Path]:
-    """The run's step snapshots (files or folders) by step."""
-    found = {}
-    for path in (run_dir / "checkpoints").glob("step_*"):
-        number = path.name.removesuffix(".pt").removeprefix("step_")
-        if number.isdigit():
-            found[int(number)] = path
-    return dict(sorted(found.items()))
-
-
-def snapshot_files(run_dir: Path) -> list[str]:
-    """The run's step snapshots, relative to the run folder, by step."""
-    return [str(p.relative_to(run_dir)) for p in snapshots(run_dir).values()]
 
 
 def accept(cfg: DictConfig, run_dir: Path, runlog: RunLog, start: int,
