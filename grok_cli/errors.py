@@ -48,8 +48,17 @@ _FAULT_HINTS = {
 }
 
 
-def fault(err: OSError) -> Fault:
-    """The one line for a file-system error met mid-run, with the original error."""
+def as_fault(err: BaseException, folder: str | os.PathLike[str]) -> BaseException:
+    """A file-system error met mid-run as a Fault (one line, with the original error) when it
+    is the machine's: no space, a read-only file system, or any error on a file of the run's
+    `folder` (the command checked that it could write there). Any other error is returned as
+    it is: a missing input file, say, is the command line's mistake."""
+    if not isinstance(err, OSError):
+        return err
+    inside = err.filename is not None and os.path.abspath(os.fsdecode(err.filename)).startswith(
+        os.path.join(os.path.abspath(folder), ""))
+    if not inside and err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        return err
     where = f" {os.fsdecode(err.filename)!r}" if err.filename else ""
     hint = _FAULT_HINTS.get(err.errno or 0, "the same command continues from the last "
                             "checkpoint once the cause is fixed")
@@ -129,10 +138,12 @@ def stops_on_error(fn: F) -> F:
     goes on (a sweep meant to launch nothing would train); here any exception stops the
     command with one line: exit 2 for a GrokError, 1 for anything else."""
 
+    reported = report_user_errors(fn)
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return report_user_errors(fn)(*args, **kwargs)
+            return reported(*args, **kwargs)
         except Exception as err:
             if full_error():
                 import traceback

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -125,8 +126,9 @@ def check_final_row(run: Run, metrics: dict[str, Any]) -> None:
     if not isinstance(final, dict):
         return  # an older summary without it
     last = {key: float(values[-1]) for key, values in metrics.items()}
-    differ = [key for key in ("step", "train_acc", "test_acc")
-              if key in final and key in last and float(final[key]) != last[key]]
+    differ = [key for key in ("step", "train_acc", "test_acc") if key in final and key in last
+              and not (float(final[key]) == last[key]
+                       or math.isnan(float(final[key])) and math.isnan(last[key]))]
     if differ:
         raise GrokError(f"run {run.path}: metrics.csv ends with {differ[0]}={last[differ[0]]:g} "
                         f"but summary.json's final row has {final[differ[0]]!r}: one of them is "

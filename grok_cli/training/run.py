@@ -13,7 +13,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from grok_cli.config import validate_run_config
-from grok_cli.errors import Fault, GrokError, fault, report_user_errors
+from grok_cli.errors import Fault, GrokError, as_fault, report_user_errors
 from grok_cli.plots import plot_curves, setting_title
 from grok_cli.training.checkpoint import load_checkpoint
 from grok_cli.training.device import check_device
@@ -73,18 +73,23 @@ def _run_claimed(cfg: DictConfig, folder: RunFolder, stop: StopSignals, isolate:
         check_device(cfg.device)
         outcome = train(cfg, run_dir, stop)
     except (Exception, Interrupted) as caught:
-        err = fault(caught) if isinstance(caught, OSError) else caught
+        err = as_fault(caught, run_dir)
         with contextlib.suppress(OSError):  # a full disk may not hold the failed summary
             record_failure(cfg, folder, err, keep_new_folder=isolate)
         if isinstance(err, Interrupted):
             print(f"{_message(err)}; to continue: {continue_command()}", file=sys.stderr)
+            raise
+        if err is caught and not isolate:
             raise
         if not isolate:
             raise err from None
         log.error("error: %s", _message(err), exc_info=not isinstance(err, GrokError | Fault))
         return "failed"
     with stop.deferring():  # a signal now does not cut the closing files short
-        finish(outcome, cfg, run_dir)
+        try:
+            finish(outcome, cfg, run_dir)
+        except OSError as caught:  # a full disk at the very end: still one line
+            raise as_fault(caught, run_dir) from None
     if outcome.status == "interrupted":
         stop_interrupted(outcome)
     return outcome.status
