@@ -31,6 +31,7 @@ from damaged import (  # noqa: F401  pytest finds the fixtures by name
     zero_span,
 )
 
+from grok_cli.training.checkpoint import read_state
 from grok_cli.training.signals import hydra_quoted
 
 # ---------------------------------------------------------------- run and sweep folders
@@ -126,10 +127,11 @@ def test_a_stale_owner_file_does_not_block_the_run(run: Path, straight60) -> Non
 
 @pytest.fixture
 def tmpfs(tmp_path: Path):
-    """A 100 KiB file system: the run's record and metrics fit, its 200 KB checkpoint not."""
+    """A 128 KiB file system: the record, the metrics and the step-0 checkpoint (74 KB, no
+    optimizer state yet) fit, the 198 KB one of step 20 does not; a failed summary does."""
     mount = tmp_path / "small"
     mount.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=100k", "tmpfs", str(mount)],
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", str(mount)],
                           capture_output=True)
     if made.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
@@ -149,6 +151,7 @@ def test_a_full_disk_is_one_line_a_failed_summary_and_a_clean_continue(tmpfs: Pa
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "failed" and "No space left on device" in summary["error"]
     assert not list(run.rglob("*.tmp"))  # the half checkpoint is gone
+    assert read_state(run / "checkpoints" / "last.pt")["step"] == 0  # the last good one, whole
     subprocess.run(["mount", "-o", "remount,size=4m", str(tmpfs)], check=True)
     assert grok_here("run", *args, cwd=tmpfs.parent).returncode == 0
     assert numbers(run) == numbers(finished)
