@@ -291,7 +291,7 @@ def test_pathways_refuses_a_damaged_safetensors_file(moe_run: Path, damage) -> N
     weights = moe_run / "checkpoints" / "step_10" / "model.safetensors"
     damage(weights)
     assert_refused(pathways(moe_run, f"moe.from_run={moe_run}"), str(weights),
-                   "bytes differ from those recorded")
+                   "bytes differ from the digest")
     # A folder another tool wrote has no digests: safetensors' own error, in one line.
     (weights.parent / "grok.sha256.json").unlink()
     weights.write_bytes(weights.read_bytes()[:100])

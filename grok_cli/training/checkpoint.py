@@ -96,8 +96,8 @@ def verify(path: Path) -> None:
         except (OSError, ValueError, AttributeError) as err:
             raise damaged(digests_path, f"{type(err).__name__}: {err}") from None
         if bad is not None:
-            raise damaged(path / bad, "its bytes differ from those recorded in "
-                          f"{DIGESTS} when it was written (truncated or overwritten)")
+            raise damaged(path / bad, f"its bytes differ from the digest {DIGESTS} "
+                          "recorded when it was written: truncated or overwritten")
         return
     try:
         with zipfile.ZipFile(path) as archive:
@@ -109,8 +109,7 @@ def verify(path: Path) -> None:
 
 
 def damaged(path: Path, reason: str) -> GrokError:
-    return GrokError(f"{path} is damaged ({reason}); delete it (resume=false starts the run "
-                     "over), or restore it from a copy")
+    return GrokError(f"{path} is damaged ({reason}); restore it from a copy, or delete it")
 
 
 def read_state(path: Path) -> dict[str, Any]:
