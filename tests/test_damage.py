@@ -217,11 +217,13 @@ def with_field(line: str, index: int, value: str) -> str:
     (lambda lines: [*lines[:3], with_field(lines[2], 4, "0.5"), *lines[3:]],
      "step 10 has two different rows"),
     (lambda lines: [lines[0], *lines[2:]], "holds 3 rows before step 40"),
+    (lambda lines: [*lines[:2], with_field(lines[2], 3, "2.5"), *lines[3:]],
+     "are not those the checkpoint was taken after"),
     (lambda lines: [lines[0]], "holds 0 rows before step 40"),
     (lambda lines: [], "is not a metrics file"),
     (lambda lines: [lines[0], lines[1].replace(",", ",x", 2), *lines[2:]], "line 2 is damaged"),
     (lambda lines: [lines[0].replace("lr", "step"), *lines[1:]], "is not a metrics file"),
-], ids=["conflicting-duplicate", "first-row-deleted", "all-rows-deleted", "empty",
+], ids=["conflicting-duplicate", "first-row-deleted", "a-value-edited", "all-rows-deleted", "empty",
         "not-a-number", "a-name-twice"])
 def test_a_damaged_metrics_file_is_refused_on_resume(run: Path, edit, needle) -> None:
     line = refuses_unchanged(run, lambda r: edit_rows(r, edit), "steps=60")

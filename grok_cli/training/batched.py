@@ -307,7 +307,7 @@ def _save(members: list[Member], params: dict[str, torch.Tensor], optimizer: Any
         state = {i: {key: value if key == "step" else value[k] for key, value in s.items()}
                  for i, s in opt_state["state"].items()}
         save_checkpoint(member.ckpt_path, checkpoint_state(
-            member.cfg, member.task, step, elapsed, member.runlog.metrics.rows_before(step),
+            member.cfg, member.task, step, elapsed, member.runlog.metrics.record_before(step),
             model=_unstack(member, params, k).state_dict(),
             optimizer={"state": state, "param_groups": opt_state["param_groups"]},
             schedule=schedule.state_dict(), rng=member.rng))

@@ -43,11 +43,12 @@ def identity(cfg: DictConfig) -> dict[str, Any]:
 
 
 def checkpoint_state(cfg: DictConfig, task: TaskData, step: int, elapsed_s: float,
-                     metrics_rows: int, **state: Any) -> dict[str, Any]:
+                     metrics: dict[str, Any], **state: Any) -> dict[str, Any]:
     """What last.pt holds: `state` (model, optimizer, schedule, rng), what it belongs to, and
-    how many metrics.csv rows precede its step (a resume checks they are all there)."""
+    the number and digest of the metrics.csv rows before its step (`MetricsLog.record_before`:
+    a resume checks they are still there, unchanged)."""
     return {"step": step, "elapsed_s": elapsed_s, "identity": identity(cfg),
-            "metrics_rows": metrics_rows,
+            "metrics": metrics,
             "tokenizer_fingerprint": task.tokenizer_fingerprint, **state}
 
 

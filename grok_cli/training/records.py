@@ -7,6 +7,7 @@ cds`, `grok pathways`): every caller sees the same rows, a torn last row dropped
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import math
@@ -36,23 +37,36 @@ class MetricsLog:
     def __init__(self, path: Path, columns: list[str] | None = None) -> None:
         self.path = path
         self.columns = columns or COLUMNS
-        self.steps: list[int] = []  # the steps of the rows in the file
+        self.rows: list[dict[str, Any]] = []  # the rows in the file
 
-    def kept_rows(self, keep_before_step: int | None) -> list[dict[str, Any]]:
-        """The rows a resume keeps (those before `keep_before_step`); GrokError when the file
-        is damaged or has other columns than this run writes (rewriting it would lose them)."""
+    def kept_rows(self, keep_before_step: int | None, expected: dict[str, Any] | None = None
+                  ) -> list[dict[str, Any]]:
+        """The rows a resume keeps (those before `keep_before_step`), checked: GrokError when
+        the file is damaged, has other columns than this run writes (rewriting it would lose
+        them), or does not hold the rows the checkpoint recorded (`expected`: record_before)."""
         if not keep_before_step or not self.path.exists():
-            return []
-        rows = read_metrics(self.path)
-        header = list(rows[0]) if rows else _header(self.path)
-        if header != self.columns:
-            missing = [c for c in self.columns if c not in header]
-            extra = [c for c in header if c not in self.columns]
-            raise GrokError(f"{self.path} has other columns than this run writes (missing: "
-                            f"{', '.join(missing) or 'none'}; not this run's: "
-                            f"{', '.join(extra) or 'none'}; or another order): it was edited or "
-                            "belongs to another run; restore it, or resume=false to start over")
-        return [row for row in rows if row["step"] < keep_before_step]
+            rows = []
+        else:
+            rows = read_metrics(self.path)
+            header = list(rows[0]) if rows else _header(self.path)
+            if header != self.columns:
+                missing = [c for c in self.columns if c not in header]
+                extra = [c for c in header if c not in self.columns]
+                raise GrokError(f"{self.path} has other columns than this run writes (missing: "
+                                f"{', '.join(missing) or 'none'}; not this run's: "
+                                f"{', '.join(extra) or 'none'}; or another order): it was edited "
+                                "or belongs to another run; restore it, or resume=false to "
+                                "start over")
+            rows = [row for row in rows if row["step"] < keep_before_step]
+        if expected is not None and len(rows) != expected["rows"]:
+            raise GrokError(f"{self.path} holds {len(rows)} rows before step {keep_before_step}, "
+                            f"the checkpoint was taken after {expected['rows']}: it was cut, "
+                            "deleted or replaced; restore it, or resume=false to start over")
+        if expected is not None and self._digest(rows) != expected["sha256"]:
+            raise GrokError(f"{self.path}: its rows before step {keep_before_step} are not those "
+                            "the checkpoint was taken after (values differ): it was edited or "
+                            "is another run's; restore it, or resume=false to start over")
+        return rows
 
     def start(self, rows: list[dict[str, Any]]) -> None:
         """Start the file with `rows` (kept_rows on resume, else none)."""
@@ -60,17 +74,24 @@ class MetricsLog:
             writer = csv.DictWriter(handle, self.columns, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
-        self.steps = [row["step"] for row in rows]
+        self.rows = list(rows)
 
     def append(self, row: dict[str, float]) -> None:
         with self.path.open("a", newline="") as f:
             csv.DictWriter(f, self.columns).writerow(row)
-        self.steps.append(row["step"])
+        self.rows.append(row)
 
-    def rows_before(self, step: int) -> int:
-        """How many rows precede `step`: a checkpoint at `step` records it, so a resume can
-        tell that the rows it keeps are all there."""
-        return sum(s < step for s in self.steps)
+    def record_before(self, step: int) -> dict[str, Any]:
+        """What a checkpoint at `step` records of the rows before it, so that a resume can tell
+        they are still those: their number and a digest of their values."""
+        rows = [row for row in self.rows if row["step"] < step]
+        return {"rows": len(rows), "sha256": self._digest(rows)}
+
+    def _digest(self, rows: list[dict[str, Any]]) -> str:
+        # Values as read back from the file (a float's text gives the same float back).
+        values = [[int(row[c]) if c == "step" else float(row[c]) for c in self.columns]
+                  for row in rows]
+        return hashlib.sha256(json.dumps(values, allow_nan=True).encode()).hexdigest()
 
 
 # What a run writes: lr and elapsed_s are always finite; accuracies are within [0, 1]; the

@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 from torch import nn
 from tqdm import tqdm
 
-from grok_cli.errors import GrokError, check
+from grok_cli.errors import check
 from grok_cli.models import build_model, l2_norm, rescale
 from grok_cli.tasks import Split, TaskData, build_task
 from grok_cli.training.checkpoint import (
@@ -171,22 +171,18 @@ class RunLog:
 
 
 def accept(cfg: DictConfig, run_dir: Path, runlog: RunLog, start: int,
-           rows_before: int | None = None) -> None:
+           metrics_record: dict[str, Any] | None = None) -> None:
     """The run is accepted: from here on the folder records it (.hydra/, metrics.csv from
     `start` on; an earlier summary no longer describes the folder, nor a checkpoint or snapshot
     of a step this run has not reached: a run's snapshots are only ever its own).
 
     Checked first, so that a refusal changes nothing: the folder's record must be this
-    config's (unless resume=false), and on a resume metrics.csv must hold the `rows_before`
-    rows the checkpoint was taken after."""
+    config's (unless resume=false), and on a resume metrics.csv must hold the rows the
+    checkpoint recorded (`metrics_record`)."""
     folder = RunFolder(run_dir)
     if cfg.resume:
         folder.check_record(cfg)
-    rows = runlog.metrics.kept_rows(start)
-    if rows_before is not None and len(rows) != rows_before:
-        raise GrokError(f"{runlog.metrics.path} holds {len(rows)} rows before step {start}, "
-                        f"the checkpoint was taken after {rows_before}: it was cut, deleted or "
-                        "replaced; restore it, or resume=false to start over")
+    rows = runlog.metrics.kept_rows(start, metrics_record)
     folder.write_record(cfg)
     runlog.metrics.start(rows)
     (run_dir / "summary.json").unlink(missing_ok=True)
@@ -219,7 +215,7 @@ class Session:
     grad_filter: GradFilter | None = None  # grokfast=ema|ma
     start: int = 0
     elapsed_before: float = 0.0
-    rows_before: int | None = None  # metrics.csv rows before `start`, as the checkpoint says
+    metrics_record: dict[str, Any] | None = None  # of the rows before `start` (checkpoint's)
 
     @property
     def ckpt_path(self) -> Path:
@@ -231,7 +227,7 @@ class Session:
 
     def save(self, step: int, elapsed_s: float, rng: dict[str, Any], runlog: RunLog) -> None:
         save_checkpoint(self.ckpt_path, checkpoint_state(
-            self.cfg, self.task, step, elapsed_s, runlog.metrics.rows_before(step),
+            self.cfg, self.task, step, elapsed_s, runlog.metrics.record_before(step),
             model=self.model.state_dict(),
             optimizer=self.optimizer.state_dict(), schedule=self.schedule.state_dict(), rng=rng,
             **({"grokfast": self.grad_filter.state_dict()} if self.grad_filter else {})))
@@ -245,7 +241,7 @@ class Session:
         if self.grad_filter:
             self.grad_filter.load_state_dict(state["grokfast"])
         self.start, self.elapsed_before = state["step"], state["elapsed_s"]
-        self.rows_before = state.get("metrics_rows")  # None: written before it was kept
+        self.metrics_record = state.get("metrics")  # None: written before it was kept
 
 
 def build_session(cfg: DictConfig, run_dir: Path) -> Session:
@@ -278,7 +274,7 @@ def train(cfg: DictConfig, run_dir: Path, stop: StopSignals | None = None) -> Ou
         log.info("resuming from %s at step %d", session.ckpt_path, session.start)
     runlog = RunLog(cfg, run_dir, session.task.group_names)
     try:
-        accept(cfg, run_dir, runlog, session.start, session.rows_before)
+        accept(cfg, run_dir, runlog, session.start, session.metrics_record)
         task = session.task
         log.info("task %s: %d train / %d test samples; %d parameters; device %s",
                  cfg.task.name, len(task.train), len(task.test),
