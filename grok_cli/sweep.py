@@ -148,6 +148,11 @@ def job_row(sweep_dir: Path, job_dir: Path) -> dict[str, Any]:
 
 def write_sweep_summary(sweep_dir: Path) -> list[dict[str, Any]]:
     """Rebuild summary.csv of a sweep folder from its job folders; returns its rows."""
+    if (sweep_dir / OVERRIDES_FILE).exists() and any(sweep_dir.glob(f"*/{OVERRIDES_FILE}")):
+        # A run trained in the sweep's folder itself: its jobs would drop out of the table.
+        raise GrokError(f"{sweep_dir} holds a run of its own ({OVERRIDES_FILE}) beside its job "
+                        "folders: a grok run was started in the sweep's folder; move that "
+                        "run's files out")
     rows = [job_row(sweep_dir, job_dir) for job_dir in find_job_dirs(sweep_dir)]
     columns: dict[str, None] = {}
     for row in rows:

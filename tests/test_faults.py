@@ -59,6 +59,18 @@ def test_a_run_in_a_sweeps_folder_or_inside_a_run_is_refused(run: Path) -> None:
     assert not (run / "inner").exists()
 
 
+def test_a_run_left_in_a_sweeps_folder_is_named_not_counted(run: Path) -> None:
+    """A run trained into the sweep's folder by an older version: summary.csv would list it
+    alone, its jobs dropped."""
+    sweep = sweep_of(run)
+    shutil.copytree(run / ".hydra", sweep / ".hydra")
+    shutil.copy(run / "metrics.csv", sweep / "metrics.csv")
+    before = files(sweep)
+    assert_refused(grok_here("sweep", "sweep.summarize_only=true", f"hydra.sweep.dir={sweep}",
+                             cwd=run.parent), "holds a run of its own")
+    assert files(sweep) == before
+
+
 @pytest.mark.parametrize("text", ["[unclosed\n", "key: value\n"])
 def test_summarize_only_stops_on_a_damaged_job_and_trains_nothing(run: Path, text: str) -> None:
     sweep = sweep_of(run)
