@@ -135,7 +135,12 @@ class RunFolder:
         record = read_record(path)
         record.device = cfg.device  # the precision it computes in, were it run here
         try:
-            check_identity(identity(record), cfg, path, where="run folder's record")
+            saved = identity(record)
+        except Exception as err:  # a value missing (???) or of a type the keys cannot have
+            raise GrokError(f"{path} is damaged ({type(err).__name__}); restore it from a "
+                            "copy") from None
+        try:
+            check_identity(saved, cfg, path, where="run folder's record")
         except GrokError as err:
             raise GrokError(f"{err} (resume=false starts this folder over)") from None
 
