@@ -255,8 +255,15 @@ def test_an_impossible_value_is_refused_everywhere(run: Path, column: str, value
         read_metrics(run / "metrics.csv")
     before = files(run)
     assert_refused(grok_run(run, "steps=60"), str(run / "metrics.csv"))
-    assert_refused(grok_here("cds", f"sweep_dir={run}", cwd=run.parent), "metrics.csv")
-    assert files(run) == before and not (run.parent / "outputs").exists()
+    assert files(run) == before
+
+
+def test_cds_refuses_a_nan_in_an_early_row(run: Path) -> None:
+    """Where best_test_acc became NaN: the analysis reads through the same checks."""
+    set_value(run, 10, "test_acc", "nan")
+    assert_refused(grok_here("cds", f"sweep_dir={run}", cwd=run.parent),
+                   f"{run / 'metrics.csv'}: step 10 has test_acc=nan")
+    assert not (run.parent / "outputs").exists()
 
 
 def test_a_diverged_runs_last_row_may_be_non_finite(run: Path) -> None:
