@@ -18,8 +18,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import shlex
+import shutil
 import signal
 import subprocess
 import time
@@ -32,25 +35,29 @@ from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import (
     SlurmLauncher as SubmititSlurmLauncher,
 )
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-from grok_cli.errors import GrokError
+from grok_cli.errors import GrokError, did_you_mean
 from grok_cli.training.signals import CONTINUE_ENV, Interrupted, continue_command
 
 log = logging.getLogger("grok")
 
 KEY = "hydra.launcher"
 POLL_S = 5.0
-# Pending reasons SLURM never clears by itself: the request exceeds what the partition offers.
-NEVER_REASONS = ("PartitionConfig", "PartitionTimeLimit", "PartitionNodeLimit",
-                 "ReqNodeNotAvail", "BadConstraints")
+# Pending reasons SLURM never clears by itself (the request exceeds what the partition offers)
+# -> the launcher key to change.
+NEVER_REASONS = {"PartitionNodeLimit": "nodes", "PartitionTimeLimit": "timeout_min",
+                 "PartitionConfig": "nodes, .cpus_per_task, .mem_gb or .gpus_per_node",
+                 "BadConstraints": "cpus_per_task, .mem_gb or .additional_parameters",
+                 "ReqNodeNotAvail": "partition"}
 WAITING_STATES = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD",
                   "REQUEUE_FED", "RESIZING", "SUSPENDED", "STAGE_OUT", "SIGNALING"}
 # Words of sbatch's refusals -> the launcher key to change.
 SBATCH_KEYS = (("generic resource", "gpus_per_node"), ("gres", "gpus_per_node"),
                ("partition", "partition"), ("account", "additional_parameters.account"),
                ("memory", "mem_gb"), ("time limit", "timeout_min"),
-               ("node configuration", "cpus_per_task or mem_gb"))
+               ("feature", "additional_parameters.constraint"),
+               ("node configuration", "cpus_per_task or .mem_gb"))
 
 
 class SlurmLauncher(SubmititSlurmLauncher):
@@ -67,12 +74,17 @@ class SlurmLauncher(SubmititSlurmLauncher):
                 signal.raise_signal(signal.SIGUSR2)
             raise
 
+    def setup(self, *, config: DictConfig, **kwargs: Any) -> None:
+        # Before Hydra writes multirun.yaml: a request the cluster cannot hold writes nothing.
+        super().setup(config=config, **kwargs)
+        self.sweep_dir_existed = Path(str(config.hydra.sweep.dir)).exists()
+        check_partition(self.request())
+
     def launch(self, job_overrides: Any, initial_job_idx: int) -> list[JobReturn]:
         import submitit
 
         assert self.config is not None and self.hydra_context is not None
         params = self.request()
-        check_partition(params)
         executor = submitit.AutoExecutor(folder=params.pop("submitit_folder"), cluster="slurm",
                                          slurm_max_num_timeout=params.pop("max_num_timeout"))
         params["setup"] = [*(params.get("setup") or []),
@@ -81,7 +93,6 @@ class SlurmLauncher(SubmititSlurmLauncher):
         executor.update_parameters(**{key if key in queue_keys else f"slurm_{key}": value
                                       for key, value in params.items()})
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
-        sweep_dir.mkdir(parents=True, exist_ok=True)
         log.info("SLURM job array of %d jobs, sweep folder %s", len(job_overrides), sweep_dir)
         jobs_args = [(list(overrides), "hydra.sweep.dir", initial_job_idx + idx,
                       f"job_id_for_{initial_job_idx + idx}", Singleton.get_state())
@@ -89,11 +100,20 @@ class SlurmLauncher(SubmititSlurmLauncher):
         for idx, overrides in enumerate(job_overrides):
             log.info("\t#%d : %s", initial_job_idx + idx, " ".join(filter_overrides(overrides)))
         try:
-            jobs = executor.map_array(self, *zip(*jobs_args, strict=True))
+            with contextlib.redirect_stderr(io.StringIO()):  # submitit prints sbatch's stderr
+                jobs = executor.map_array(self, *zip(*jobs_args, strict=True))
         except submitit.core.utils.FailedJobError as err:
+            if not self.sweep_dir_existed:  # a refused new sweep leaves no folder
+                shutil.rmtree(sweep_dir, ignore_errors=True)
             raise sbatch_refusal(str(err)) from None
+        try:
+            wait_for(jobs)
+        except GrokError:
+            if not self.sweep_dir_existed:  # no job ran: a refused new sweep leaves no folder
+                shutil.rmtree(sweep_dir, ignore_errors=True)
+            raise
         return [self.outcome(job, list(overrides))
-                for job, overrides in zip(wait_for(jobs), job_overrides, strict=True)]
+                for job, overrides in zip(jobs, job_overrides, strict=True)]
 
     def request(self) -> dict[str, Any]:
         """The launcher's parameters; with device=cpu, no GPUs."""
@@ -125,7 +145,7 @@ class SlurmLauncher(SubmititSlurmLauncher):
         return JobReturn(overrides=overrides, status=JobStatus.COMPLETED, _return_value=status)
 
 
-def wait_for(jobs: list[Any]) -> list[Any]:
+def wait_for(jobs: list[Any]) -> None:
     """Wait until every task has a result or has left the queue; refuse a request SLURM says
     it can never run (the array is cancelled then)."""
     waiting = list(jobs)
@@ -133,19 +153,17 @@ def wait_for(jobs: list[Any]) -> list[Any]:
         states = queue_states(jobs[0].job_id.split("_")[0])
         for job in list(waiting) if states is not None else []:
             state, reason = states.get(job.job_id, (None, None))
-            if state == "PENDING" and reason and reason.startswith(NEVER_REASONS):
-                subprocess.run(["scancel", job.job_id.split("_")[0]], check=False)
-                raise GrokError(
-                    f"SLURM can never start these jobs (squeue reason {reason}): the request "
-                    f"exceeds what partition {job_partition(job)} offers; lower "
-                    f"{KEY}.cpus_per_task, {KEY}.mem_gb, {KEY}.timeout_min or "
-                    f"{KEY}.gpus_per_node, or choose another {KEY}.partition (the job array "
-                    "was cancelled)")
+            never = next((key for word, key in NEVER_REASONS.items()
+                          if state == "PENDING" and reason.startswith(word)), None)
+            if never:
+                array_id = job.job_id.split("_")[0]
+                subprocess.run(["scancel", array_id], check=False)
+                raise GrokError(f"SLURM can never start these jobs (squeue: {reason}): change "
+                                f"{KEY}.{never} (job array {array_id} was cancelled)")
             if job.paths.result_pickle.exists() or state not in WAITING_STATES:
                 waiting.remove(job)
         if waiting:
             time.sleep(POLL_S)
-    return jobs
 
 
 def queue_states(array_id: str) -> dict[str, tuple[str, str]] | None:
@@ -161,12 +179,6 @@ def queue_states(array_id: str) -> dict[str, tuple[str, str]] | None:
 
 def queue_state(job_id: str) -> str | None:
     return (queue_states(job_id.split("_")[0]) or {}).get(job_id, (None, None))[0]
-
-
-def job_partition(job: Any) -> str:
-    out = subprocess.run(["squeue", "-h", "-j", job.job_id, "-o", "%P"], capture_output=True,
-                         text=True, check=False).stdout.split()
-    return out[0] if out else "?"
 
 
 def sbatch_refusal(message: str) -> GrokError:
@@ -188,10 +200,14 @@ def check_partition(params: dict[str, Any]) -> None:
     except (OSError, subprocess.CalledProcessError):
         return  # no sinfo here: sbatch decides
     rows = [line.split("|") for line in out.splitlines() if line.count("|") == 4]
+    names = [row[0].rstrip("*") for row in rows]
+    if partition and partition not in names:
+        raise GrokError(f"{KEY}.partition={partition!r} is not allowed: one of "
+                        f"{', '.join(dict.fromkeys(names))}{did_you_mean(partition, names)}")
     rows = [row for row in rows if (row[0].rstrip("*") == partition if partition
                                     else row[0].endswith("*"))]
     if not rows:
-        return  # an unknown partition: sbatch names it
+        return  # no default partition: sbatch decides
     name = rows[0][0].rstrip("*")
     cpus = max(int(row[1].rstrip("+")) for row in rows)
     mem_mb = max(int(row[2].rstrip("+")) for row in rows)
