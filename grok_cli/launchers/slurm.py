@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
@@ -78,15 +79,17 @@ class SlurmLauncher(SubmititSlurmLauncher):
         # Before Hydra writes multirun.yaml: a request the cluster cannot hold writes nothing.
         super().setup(config=config, **kwargs)
         self.sweep_dir_existed = Path(str(config.hydra.sweep.dir)).exists()
-        check_partition(self.request())
+        self.request = requested(self.params, OmegaConf.select(config, "device"))
+        check_partition(self.request)
 
     def launch(self, job_overrides: Any, initial_job_idx: int) -> list[JobReturn]:
         import submitit
 
         assert self.config is not None and self.hydra_context is not None
-        params = self.request()
+        params = dict(self.request)
         executor = submitit.AutoExecutor(folder=params.pop("submitit_folder"), cluster="slurm",
                                          slurm_max_num_timeout=params.pop("max_num_timeout"))
+        HydraConfig.instance().set_config(self.config)  # the sweep's: continue_command reads it
         params["setup"] = [*(params.get("setup") or []),
                            f"export {CONTINUE_ENV}={shlex.quote(continue_command())}"]
         queue_keys = set(OmegaConf.structured(BaseQueueConf).keys())
@@ -115,14 +118,6 @@ class SlurmLauncher(SubmititSlurmLauncher):
         return [self.outcome(job, list(overrides))
                 for job, overrides in zip(jobs, job_overrides, strict=True)]
 
-    def request(self) -> dict[str, Any]:
-        """The launcher's parameters; with device=cpu, no GPUs."""
-        params = dict(self.params)
-        if OmegaConf.select(self.config, "device") == "cpu" and params.get("gpus_per_node"):
-            log.info("device=cpu: the jobs request no GPUs (%s.gpus_per_node ignored)", KEY)
-            params["gpus_per_node"] = None
-        return params
-
     def outcome(self, job: Any, overrides: list[str]) -> JobReturn:
         """The task's JobReturn; a task that ended without a result is recorded in its folder."""
         from grok_cli.sweep import record_lost_job
@@ -141,8 +136,16 @@ class SlurmLauncher(SubmititSlurmLauncher):
         sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
         job_dir = Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)
         record_lost_job(job_dir, overrides, status, error)
-        log.error("error: %s (%s)", error, job_dir)
+        log.warning("%s: recorded in %s", error, job_dir)
         return JobReturn(overrides=overrides, status=JobStatus.COMPLETED, _return_value=status)
+
+
+def requested(params: dict[str, Any], device: str | None) -> dict[str, Any]:
+    """The launcher's parameters as sent; with device=cpu, no GPUs."""
+    if device == "cpu" and params.get("gpus_per_node"):
+        log.info("device=cpu: the jobs request no GPUs (%s.gpus_per_node ignored)", KEY)
+        return {**params, "gpus_per_node": None}
+    return dict(params)
 
 
 def wait_for(jobs: list[Any]) -> None:
