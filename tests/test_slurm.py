@@ -5,9 +5,11 @@ job recorded and continued, a requeue signal resumed at its step. Skipped withou
 from __future__ import annotations
 
 import csv
+import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,16 +19,16 @@ from conftest import grok_command, grok_env, grok_here
 pytestmark = pytest.mark.slurm
 
 
-def cluster_cpus() -> int | None:
-    """CPUs of the default partition's largest node, or None without a cluster."""
+def default_partition() -> tuple[str, int] | None:
+    """The default partition and the CPUs of its largest node, or None without a cluster."""
     if shutil.which("sinfo") is None:
         return None
     done = subprocess.run(["sinfo", "-h", "-o", "%P %c"], capture_output=True, text=True)
     rows = [line.split() for line in done.stdout.splitlines() if line.split()[0].endswith("*")]
-    return int(rows[0][1].rstrip("+")) if done.returncode == 0 and rows else None
+    return (rows[0][0].rstrip("*"), int(rows[0][1].rstrip("+"))) if rows else None
 
 
-CPUS = cluster_cpus()
+PARTITION, CPUS = default_partition() or (None, None)
 if CPUS is None:
     pytest.skip("no SLURM cluster here: sinfo is missing or gets no answer (start one with "
                 "scripts/slurm_local_cluster.sh start, as root)", allow_module_level=True)
@@ -154,6 +156,22 @@ def test_a_cancelled_job_is_recorded_the_rest_finish_and_the_same_command_contin
     assert f"checkpoints/last.pt at step {stopped}" in run_log  # continued where it stopped
     assert [row["status"] for row in read_csv(sweep_dir / "summary.csv")] == ["completed"] * 2
     assert curves(job_dir(sweep_dir, 0)) == curves(job_dir(basic_sweep(tmp_path, 400, "0"), 0))
+
+
+def test_the_slurm_sweep_script_runs_a_preset_and_its_analysis(tmp_path):
+    """scripts/slurm_sweep.sh as the README gives it, on this cluster's partition, with the
+    preset shortened and the sizes of this node."""
+    sweep_dir = tmp_path / "cds"
+    env = {**grok_env(), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "PARTITION": PARTITION, "SWEEP_DIR": str(sweep_dir)}
+    script = Path(__file__).parents[1] / "scripts" / "slurm_sweep.sh"
+    result = subprocess.run([str(script), "cds_modadd_cpu", *FITS[1:], "steps=60",
+                             "hydra.sweeper.params.seed=0"], cwd=tmp_path,
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    rows = read_csv(sweep_dir / "summary.csv")
+    assert len(rows) == 4 and {row["status"] for row in rows} == {"completed"}
+    assert len(read_csv(sweep_dir / "cds" / "cds_runs.csv")) == 4
 
 
 @pytest.mark.slow

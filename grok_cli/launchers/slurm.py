@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import math
 import shlex
 import shutil
 import signal
@@ -44,7 +45,7 @@ from grok_cli.training.signals import CONTINUE_ENV, Interrupted, continue_comman
 log = logging.getLogger("grok")
 
 KEY = "hydra.launcher"
-POLL_S = 5.0
+SQUEUE_EVERY_S = 10.0
 # Pending reasons SLURM never clears by itself (the request exceeds what the partition offers)
 # -> the launcher key to change.
 NEVER_REASONS = {"PartitionNodeLimit": "nodes", "PartitionTimeLimit": "timeout_min",
@@ -150,12 +151,16 @@ def requested(params: dict[str, Any], device: str | None) -> dict[str, Any]:
 
 def wait_for(jobs: list[Any]) -> None:
     """Wait until every task has a result or has left the queue; refuse a request SLURM says
-    it can never run (the array is cancelled then)."""
-    waiting = list(jobs)
+    it can never run (the array is cancelled then). Result files are looked for every second,
+    squeue is asked every SQUEUE_EVERY_S (a shared controller should not be asked more)."""
+    waiting, asked = list(jobs), -math.inf
     while waiting:
-        states = queue_states(jobs[0].job_id.split("_")[0])
+        waiting = [job for job in waiting if not job.paths.result_pickle.exists()]
+        states = None
+        if waiting and time.monotonic() - asked >= SQUEUE_EVERY_S:
+            states, asked = queue_states(jobs[0].job_id.split("_")[0]), time.monotonic()
         for job in list(waiting) if states is not None else []:
-            state, reason = states.get(job.job_id, (None, None))
+            state, reason = states.get(job.job_id, (None, ""))
             never = next((key for word, key in NEVER_REASONS.items()
                           if state == "PENDING" and reason.startswith(word)), None)
             if never:
@@ -163,10 +168,10 @@ def wait_for(jobs: list[Any]) -> None:
                 subprocess.run(["scancel", array_id], check=False)
                 raise GrokError(f"SLURM can never start these jobs (squeue: {reason}): change "
                                 f"{KEY}.{never} (job array {array_id} was cancelled)")
-            if job.paths.result_pickle.exists() or state not in WAITING_STATES:
+            if state not in WAITING_STATES:
                 waiting.remove(job)
         if waiting:
-            time.sleep(POLL_S)
+            time.sleep(1)
 
 
 def queue_states(array_id: str) -> dict[str, tuple[str, str]] | None:
