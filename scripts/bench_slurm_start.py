@@ -26,7 +26,7 @@ STAMP = r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})"
 
 
 def stamp(pattern: str, text: str) -> dt.datetime:
-    found = re.search(STAMP + pattern, text) or re.search(pattern + r".*?" + STAMP, text)
+    found = re.search(STAMP + r"[^\n]*?" + pattern, text)
     if not found:
         raise SystemExit(f"no {pattern!r} in the logs")
     return dt.datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S,%f")
@@ -38,7 +38,7 @@ def sweep(folder: Path, *args: str) -> tuple[float, str]:
                            f"hydra.sweep.dir={folder}"], capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(done.stderr)
-    return time.perf_counter() - began, done.stderr
+    return time.perf_counter() - began, done.stdout + done.stderr
 
 
 def main() -> None:
@@ -55,7 +55,7 @@ def main() -> None:
             wall, log = sweep(folder, *slurm)
             job_log = next(folder.glob(".submitit/*/*_log.out")).read_text()
             run_log = next(folder.glob("*/run.log")).read_text()
-            submitted = stamp(r"\]\[HYDRA\] SLURM job array", log)
+            submitted = stamp(r"SLURM job array", log)
             started = stamp(r"Starting with JobEnvironment", job_log)
             first = stamp(r"\]\[INFO\]", run_log)
             print(f"slurm: queue {(started - submitted).total_seconds():.1f} s, job start to "
