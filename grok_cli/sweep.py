@@ -98,6 +98,7 @@ def record_lost_job(job_dir: Path, overrides: list[str], status: str, error: str
     if summary.get("error"):
         error = f"{error} ({summary['error']})"
     if not (job_dir / OVERRIDES_FILE).exists():
+        (job_dir / OVERRIDES_FILE).parent.mkdir(parents=True, exist_ok=True)
         write_text(job_dir / OVERRIDES_FILE, OmegaConf.to_yaml(OmegaConf.create(overrides)))
     write_json(summary_path, {**summary, "status": status, "error": error})
 

@@ -133,29 +133,39 @@ def test_a_request_the_cluster_cannot_hold_ends_in_one_line(tmp_path, args, mess
 
 def test_a_cancelled_job_is_recorded_the_rest_finish_and_the_same_command_continues(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    # One task at a time: seed 1 waits in the queue while seed 0 is cancelled.
-    command = [*FITS, "hydra.launcher.array_parallelism=1", *TINY, "steps=400", "seed=0,1",
+    # One task at a time: seed 0 is cancelled while it runs, seed 2 while it waits in the
+    # queue (it never starts), seed 1 runs to the end.
+    command = [*FITS, "hydra.launcher.array_parallelism=1", *TINY, "steps=400", "seed=0,1,2",
                f"hydra.sweep.dir={sweep_dir}"]
     sweep = start_sweep(tmp_path, *command)
-    subprocess.run(["scancel", running_task(sweep_dir, 0, rows=3)], check=True)
+    running = running_task(sweep_dir, 0, rows=3)
+    array = running.split("_")[0]
+    subprocess.run(["scancel", running, f"{array}_2"], check=True)
     _, stderr = sweep.communicate(timeout=300)
     assert sweep.returncode == 1, stderr
     assert "Traceback" not in stderr
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and errors[0].startswith("error: 1 of 2 jobs failed: "), stderr
-    assert "(cancelled: SLURM job " in errors[0] and "CANCELLED" in errors[0]
+    assert len(errors) == 1 and errors[0].startswith("error: 2 of 3 jobs failed: "), stderr
+    assert f"(cancelled: SLURM job {array}_0 ended CANCELLED without a result (interrupted by " \
+           "SIGTERM at step " in errors[0]
+    assert f"(cancelled: SLURM job {array}_2 ended CANCELLED without a result)" in errors[0]
     rows = {row["seed"]: row for row in read_csv(sweep_dir / "summary.csv")}
-    assert rows["0"]["status"] == "cancelled" and rows["1"]["status"] == "completed"
+    assert [rows[seed]["status"] for seed in "012"] == ["cancelled", "completed", "cancelled"]
     summary = (job_dir(sweep_dir, 0) / "summary.json").read_text()
     assert '"status": "cancelled"' in summary
     stopped = int(re.search(r"interrupted by SIGTERM at step (\d+)", summary).group(1))
+    job_log = next(sweep_dir.glob(".submitit/*_0/*_log.err")).read_text()
+    assert (f"interrupted by SIGTERM at step {stopped} (checkpoint saved); to continue: grok "
+            f"sweep ") in job_log and f"hydra.sweep.dir={sweep_dir}\n" in job_log
 
     again = grok_here("sweep", *command, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     run_log = (job_dir(sweep_dir, 0) / "run.log").read_text()
     assert f"checkpoints/last.pt at step {stopped}" in run_log  # continued where it stopped
-    assert [row["status"] for row in read_csv(sweep_dir / "summary.csv")] == ["completed"] * 2
-    assert curves(job_dir(sweep_dir, 0)) == curves(job_dir(basic_sweep(tmp_path, 400, "0"), 0))
+    assert [row["status"] for row in read_csv(sweep_dir / "summary.csv")] == ["completed"] * 3
+    basic = basic_sweep(tmp_path, 400, "0,2")
+    for seed in (0, 2):
+        assert curves(job_dir(sweep_dir, seed)) == curves(job_dir(basic, seed))
 
 
 def test_the_slurm_sweep_script_runs_a_preset_and_its_analysis(tmp_path):

@@ -56,7 +56,7 @@ WAITING_STATES = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED",
                   "REQUEUE_FED", "RESIZING", "SUSPENDED", "STAGE_OUT", "SIGNALING"}
 # Words of sbatch's refusals -> the launcher key to change.
 SBATCH_KEYS = (("generic resource", "gpus_per_node"), ("gres", "gpus_per_node"),
-               ("partition", "partition"), ("account", "additional_parameters.account"),
+               ("account", "additional_parameters.account"), ("partition", "partition"),
                ("memory", "mem_gb"), ("time limit", "timeout_min"),
                ("feature", "additional_parameters.constraint"),
                ("node configuration", "cpus_per_task or .mem_gb"))
@@ -130,7 +130,11 @@ class SlurmLauncher(SubmititSlurmLauncher):
                 error = f"SLURM job {job.job_id} failed: {str(err).strip().splitlines()[-1]}"
                 status = "failed"
         else:
+            # A task cancelled while pending leaves squeue at once (it was never split off
+            # the array's record); nothing but a cancel removes a task that never started.
             state = queue_state(job.job_id)
+            if state is None and not job.paths.stdout.exists():
+                state = "CANCELLED"
             status = "cancelled" if state == "CANCELLED" else "failed"
             error = (f"SLURM job {job.job_id} ended {state} without a result" if state else
                      f"SLURM job {job.job_id} left the queue without a result")
