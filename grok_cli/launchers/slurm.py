@@ -26,6 +26,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,12 @@ class SlurmLauncher(SubmititSlurmLauncher):
             raise sbatch_refusal(str(err)) from None
         try:
             wait_for(jobs)
+        except KeyboardInterrupt:
+            array_id = jobs[0].job_id.split("_")[0]
+            print(f"interrupted by SIGINT: the SLURM job array {array_id} goes on (scancel "
+                  f"{array_id} stops it); once it ends, grok sweep sweep.summarize_only=true "
+                  f"hydra.sweep.dir={sweep_dir.resolve()} writes the table", file=sys.stderr)
+            raise Interrupted(signal.SIGINT) from None
         except GrokError:
             if not self.sweep_dir_existed:  # no job ran: a refused new sweep leaves no folder
                 shutil.rmtree(sweep_dir, ignore_errors=True)
