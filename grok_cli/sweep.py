@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import logging
 import sys
 from pathlib import Path
@@ -22,7 +23,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from grok_cli.errors import GrokError, report_user_errors, stops_on_error
-from grok_cli.io import atomic_write
+from grok_cli.io import atomic_write, write_json, write_text
 
 log = logging.getLogger("grok")
 
@@ -83,6 +84,23 @@ def job_device(device: str, job_num: int) -> str:
     if device != "auto" or not torch.cuda.is_available() or torch.cuda.device_count() < 2:
         return device
     return f"cuda:{job_num % torch.cuda.device_count()}"
+
+
+def record_lost_job(job_dir: Path, overrides: list[str], status: str, error: str) -> None:
+    """A job that ended without a result (SLURM's scancel, a node failure, out of memory): its
+    summary.json says so (`status` cancelled / failed), keeping what the job wrote itself (its
+    steps, when it stopped at a checkpoint), so summary.csv shows it and a re-run continues it.
+    A job cancelled before it started gets its folder's .hydra/overrides.yaml, which counts it."""
+    summary_path = job_dir / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    if summary.get("status") == "completed":
+        return
+    if summary.get("error"):
+        error = f"{error} ({summary['error']})"
+    if not (job_dir / OVERRIDES_FILE).exists():
+        (job_dir / OVERRIDES_FILE).parent.mkdir(parents=True, exist_ok=True)
+        write_text(job_dir / OVERRIDES_FILE, OmegaConf.to_yaml(OmegaConf.create(overrides)))
+    write_json(summary_path, {**summary, "status": status, "error": error})
 
 
 # ---------------------------------------------------------------- summary.csv

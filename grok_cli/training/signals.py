@@ -21,6 +21,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# SLURM's time-limit / preemption signal under submitit (`--signal=USR2@...`): handled like
+# SIGTERM when a handler (submitit's requeue) is installed, which then requeues the job.
+REQUEUE_SIGNAL = signal.SIGUSR2
+# Set by launcher=slurm in the job script: the `grok sweep` command that continues the sweep.
+CONTINUE_ENV = "GROK_CONTINUE_COMMAND"
 
 
 class Interrupted(SystemExit):
@@ -55,7 +60,8 @@ class StopSignals:
             return
         # An ignored signal stays ignored: a job a script starts in the background (`cmd &`)
         # has SIGINT ignored, so that a Ctrl-C in the terminal stops the script, not the job.
-        previous = {signum: signal.signal(signum, self._handle) for signum in SIGNALS
+        requeue = (REQUEUE_SIGNAL,) if callable(signal.getsignal(REQUEUE_SIGNAL)) else ()
+        previous = {signum: signal.signal(signum, self._handle) for signum in (*SIGNALS, *requeue)
                     if signal.getsignal(signum) is not signal.SIG_IGN}
         try:
             yield self
@@ -74,6 +80,8 @@ class StopSignals:
 
 def continue_command() -> str:
     """The command that continues this one: the same arguments, into the same folder."""
+    if os.environ.get(CONTINUE_ENV):  # a SLURM job: sys.argv is submitit's worker
+        return os.environ[CONTINUE_ENV]
     if not HydraConfig.initialized():
         return "the same call into the same run folder"
     hydra_cfg = HydraConfig.get()
