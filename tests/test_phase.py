@@ -9,11 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import grok_here
-from hydra import compose, initialize_config_dir
 
-from grok_cli.analysis.phase import main
 from grok_cli.analysis.phases import Rule, classify, majority
-from grok_cli.cli import conf_dir
 
 EVAL_EVERY = 10
 RULE = ["budget=1000", "grok_delay=100"]  # acc 0.9 both: the default
@@ -77,11 +74,6 @@ def make_sweep(root: Path, jobs: dict = JOBS, extra: list[str] = ()) -> Path:
                   None if train == "failed" else train, test, last)
     (sweep / "summary.csv").write_text("job\n")  # grok sweep's table: not a job
     return sweep
-
-
-def compose_phase(*overrides: str):
-    with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir())):
-        return compose(config_name="phase", overrides=list(overrides))
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
