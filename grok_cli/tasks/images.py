@@ -48,7 +48,7 @@ def build_digits(cfg: DictConfig, device: torch.device) -> TaskData:
     try:
         from sklearn.datasets import load_digits
     except ImportError:
-        raise GrokError("task=digits needs scikit-learn: pip install 'grok[images]' "
+        raise GrokError("task=digits needs scikit-learn: pip install 'grok-cli[images]' "
                         "(or pip install scikit-learn)") from None
     digits = load_digits()
     full = to_split(digits.data, digits.target, 16.0)  # grey levels 0..16
