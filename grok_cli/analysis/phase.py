@@ -115,8 +115,9 @@ def cells(rows: list[dict[str, Any]], cfg: DictConfig) -> list[dict[str, Any]]:
     grouped: dict[Cell, list[str]] = {}
     for row in rows:
         grouped.setdefault((row[cfg.x], row[cfg.y]), []).append(row["phase"])
-    return [{"x": x, "y": y, "phases": phases, "majority": majority(phases)[0],
-             "agree": majority(phases)[1], "n": len(phases)}
+    return [{"x": x, "y": y, "phases": phases, **dict(zip(("majority", "agree"),
+                                                          majority(phases), strict=True)),
+             "n": len(phases)}
             for (x, y), phases in sorted(grouped.items(), key=lambda kv: _order(kv[0]))]
 
 
