@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import grok_here
+from conftest import grok, grok_here
 
 from grok_cli.analysis.phases import Rule, classify, majority
 
@@ -179,4 +179,15 @@ def test_a_third_swept_key_is_refused(tmp_path):
                        f"out_dir={tmp_path / 'out'}", cwd=tmp_path)
     assert result.returncode == 2
     assert "also sweeps task.p" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_sweep_dir_through_the_real_cli(tmp_path):
+    """The console script: one line, exit 2, no traceback, before any job is read."""
+    result = grok("phase", "x=alpha", "y=weight_decay", f"out_dir={tmp_path / 'out'}",
+                  cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr + result.stdout
+    assert result.stderr.strip().splitlines() == [
+        "error: sweep_dir is required: grok phase sweep_dir=DIR x=KEY y=KEY"]
     assert not (tmp_path / "out").exists()
