@@ -2,8 +2,9 @@
 
 Liu et al.'s palette (green comprehension, yellow grokking, purple memorization, black
 confusion); undecided is light grey and a tie between phases white. A cell whose seeds
-disagree is hatched and labelled agreeing/seeds. An axis whose values are log-spaced is drawn
-on a log scale, each cell spanning half-way (in log) to its neighbours.
+disagree is hatched and labelled agreeing/seeds and the phases its seeds have. An axis whose
+values are log-spaced is drawn on a log scale, each cell spanning half-way (in log) to its
+neighbours.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from grok_cli.analysis.phases import (  # noqa: E402
     GROKKING,
     MEMORIZATION,
     NO_MAJORITY,
+    PHASES,
     UNDECIDED,
     Rule,
 )
@@ -38,6 +40,8 @@ COLORS = {  # Liu et al.'s RGB values (grokking-squared's phase-diagram notebook
     UNDECIDED: (0.82, 0.82, 0.82),
     NO_MAJORITY: (1.0, 1.0, 1.0),  # labelled "tie" in the legend: no phase has most seeds
 }
+SHORT = {COMPREHENSION: "comp.", GROKKING: "grok.", MEMORIZATION: "mem.", CONFUSION: "conf.",
+         UNDECIDED: "und."}  # the phases a split cell's seeds have, written in it
 DARK = {MEMORIZATION, CONFUSION}  # cells whose label is written in white
 
 
@@ -91,7 +95,9 @@ def plot_phase(path: Path, grid: list[dict[str, Any]], x_key: str, y_key: str,
         if split:
             cx = np.sqrt(x0 * x1) if x_log else (x0 + x1) / 2
             cy = np.sqrt(y0 * y1) if y_log else (y0 + y1) / 2
-            ax.text(cx, cy, f"{c['agree']}/{c['n']}", ha="center", va="center", fontsize=8,
+            seen = sorted(set(c["phases"]), key=PHASES.index)
+            ax.text(cx, cy, f"{c['agree']}/{c['n']}\n" + "\n".join(SHORT[p] for p in seen),
+                    ha="center", va="center", fontsize=7,
                     color="white" if c["majority"] in DARK else "black",
                     bbox={"boxstyle": "round,pad=0.15", "alpha": 0.6, "linewidth": 0,
                           "facecolor": "0.3" if c["majority"] in DARK else "white"})
@@ -111,7 +117,7 @@ def plot_phase(path: Path, grid: list[dict[str, Any]], x_key: str, y_key: str,
     handles = [Patch(facecolor=COLORS[p], edgecolor="0.5", label=p) for p in shown]
     if any(c["agree"] < c["n"] for c in grid):
         handles.append(Patch(facecolor="white", edgecolor="0.5", hatch="//",
-                             label="seeds disagree (agreeing/seeds)"))
+                             label="seeds disagree (agreeing/seeds, their phases)"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8,
               title="majority over seeds", title_fontsize=8)
     ax.set_title(_wrap(rule.describe()), fontsize=8)
