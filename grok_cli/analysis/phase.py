@@ -151,7 +151,8 @@ def main(cfg: DictConfig) -> None:
     check(isinstance(cfg.plots, bool), "plots", cfg.plots, "true or false")
     root, jobs = read_jobs(cfg)
     check_axes(cfg, root, jobs)
-    rows = [job_row(job, overrides, cfg, rule, root) for job, overrides in jobs]
+    rows = sorted((job_row(job, overrides, cfg, rule, root) for job, overrides in jobs),
+                  key=lambda r: (_order((r[cfg.x], r[cfg.y])), str(r["seed"])))
     grid = cells(rows, cfg)
 
     out = output_dir(cfg)
