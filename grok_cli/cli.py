@@ -37,6 +37,8 @@ SUBCOMMANDS = {
     "sweep": ("sweep", "grok_cli.sweep:main", "a multirun over a grid, with one summary table"),
     "cds": ("cds", "grok_cli.analysis.cds:main",
             "critical-data-size analysis of finished runs (sweep_dir=DIR)"),
+    "phase": ("phase", "grok_cli.analysis.phase:main",
+              "Liu et al.'s phase diagram of a sweep over two keys (sweep_dir=DIR x=KEY y=KEY)"),
     "fourier": ("fourier", "grok_cli.analysis.fourier_command:main",
                 "Fourier progress measures of modular-addition runs (run_dir=RUN)"),
     "pathways": ("pathways", "grok_cli.pathways.command:main",

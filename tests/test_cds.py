@@ -15,8 +15,9 @@ from conftest import grok
 from hydra import compose, initialize_config_dir
 
 from grok_cli.analysis.cds import main
-from grok_cli.analysis.stepwise import first_step_reaching, smooth_curve
+from grok_cli.analysis.stepwise import smooth_curve
 from grok_cli.cli import conf_dir
+from grok_cli.training.records import first_step_reaching
 
 EVAL_EVERY = 10
 LAST_STEP = 5000

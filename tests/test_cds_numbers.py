@@ -24,11 +24,10 @@ from grok_cli.analysis.runs import metric_arrays
 from grok_cli.analysis.stepwise import (
     Params,
     by_setting,
-    first_step_reaching,
     setting_result,
     summarize_sizes,
 )
-from grok_cli.training.records import first_step, read_metrics, summarize
+from grok_cli.training.records import first_step, first_step_reaching, read_metrics, summarize
 
 STEPS = np.arange(0, 1000, 10)  # 100 evaluations; converged_test_acc is the mean of the last 10
 LAST = 990

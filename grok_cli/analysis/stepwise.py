@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from grok_cli.analysis.runs import Run
-from grok_cli.training.records import converged_accuracy
+from grok_cli.training.records import converged_accuracy, first_step_reaching
 
 INSUFFICIENCY, SUFFICIENCY, SURPLUS = "insufficiency", "sufficiency", "surplus"
 # How cds_by_size.csv averages a step over seeds (reported in cds.json). Averaging only the
@@ -67,12 +67,6 @@ def smooth_curve(steps: np.ndarray, acc: np.ndarray, sigma_steps: float) -> np.n
     if spacing <= 0:
         return acc
     return gaussian_filter1d(acc, sigma_steps / spacing, mode="nearest")
-
-
-def first_step_reaching(steps: np.ndarray, acc: np.ndarray, threshold: float) -> int | None:
-    """The first evaluated step whose accuracy is >= threshold (compared exactly); None if never."""
-    hits = np.flatnonzero(acc >= threshold)
-    return int(steps[hits[0]]) if hits.size else None
 
 
 def curve(metrics: dict[str, np.ndarray], column: str, sigma: float

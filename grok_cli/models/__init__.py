@@ -1,5 +1,5 @@
 """Model builders, one file per `model=` choice (gpt.py, gpt2.py, nanda.py, bert.py, mlp.py,
-onehot_mlp.py, lstm.py, olmoe.py):
+onehot_mlp.py, lstm.py, olmoe.py; image_mlp.py reads pixels):
 HF configs -> modules mapping token ids [B, T] to logits [B, n_classes].
 
 Every builder takes the model config group and the task and returns an nn.Module whose
@@ -14,7 +14,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from grok_cli.errors import check_choice
+from grok_cli.errors import bad_value, check_choice
 from grok_cli.tasks import TaskData
 
 # model.name -> its file and builder, imported when built: a run loads only its own model's
@@ -28,11 +28,18 @@ MODELS: dict[str, str] = {
     "mlp": "mlp:build_mlp",
     "onehot_mlp": "onehot_mlp:build_onehot_mlp",
     "lstm": "lstm:build_lstm",
+    "image_mlp": "image_mlp:build_image_mlp",
 }
+IMAGE_MODELS = {"image_mlp"}  # read pixels (task=mnist, digits); every other model, token ids
 
 
 def build_model(model_cfg: DictConfig, task: TaskData) -> nn.Module:
     check_choice("model.name", model_cfg.name, MODELS)
+    image_model = model_cfg.name in IMAGE_MODELS
+    if image_model != (task.kind == "image"):
+        raise bad_value("model", model_cfg.name, "model=image_mlp for an image task (task=mnist, "
+                        "digits)" if not image_model else "a token model for this task (image_mlp "
+                        "reads pixels: task=mnist or task=digits)")
     module, builder = MODELS[model_cfg.name].split(":")
     return getattr(importlib.import_module(f"{__name__}.{module}"), builder)(model_cfg, task)
 

@@ -2,7 +2,8 @@
 
 `task=modadd` lives in modadd.py, `task=modmix` (several ops, a data group each) in
 modmix.py, `task=s5` in s5.py; imdb, yelp and natural_instructions
-share the text classification loader in text.py. Each registers a builder
+share the text classification loader in text.py; mnist and digits (pixels, not tokens) are
+in images.py. Each registers a builder
 `build(cfg, device) -> TaskData` in TASKS.
 """
 
@@ -15,6 +16,7 @@ from omegaconf import DictConfig
 
 from grok_cli.errors import check_choice
 from grok_cli.tasks.base import Split, TaskData
+from grok_cli.tasks.images import build_digits, build_mnist
 from grok_cli.tasks.modadd import build_modadd
 from grok_cli.tasks.modmix import build_modmix
 from grok_cli.tasks.s5 import build_s5
@@ -27,6 +29,8 @@ TASKS: dict[str, Callable[[DictConfig, torch.device], TaskData]] = {
     "imdb": build_text,
     "yelp": build_text,
     "natural_instructions": build_text,
+    "mnist": build_mnist,
+    "digits": build_digits,
 }
 
 

@@ -11,8 +11,9 @@ from grok_cli.errors import check
 
 @dataclass
 class Split:
-    """Inputs `x` (token ids, [N, T]), labels `y` ([N]), an optional attention `mask`, and
-    for a task of several data groups (`task=modmix`) each sample's `group` id ([N])."""
+    """Inputs `x` (token ids, [N, T]; an image task's pixels, float [N, P]), labels `y` ([N]),
+    an optional attention `mask`, and for a task of several data groups (`task=modmix`) each
+    sample's `group` id ([N])."""
 
     x: torch.Tensor
     y: torch.Tensor
@@ -44,7 +45,8 @@ class TaskData:
     vocab_size: int
     n_classes: int
     # "lm": the label is the next token after x (decoder models read the last position);
-    # "classify": the label is a class id (encoder models use a classification head).
+    # "classify": the label is a class id (encoder models use a classification head);
+    # "image": x holds pixels, not token ids (model=image_mlp only).
     kind: str = "lm"
     label_names: list[str] | None = None  # classify: the name of each class id, for records
     # Text tasks: a hash of the tokenizer that made the ids. `tokenizer=auto` may resolve

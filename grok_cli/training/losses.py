@@ -5,6 +5,7 @@ cross-entropy of Prieto et al. (2025), "Grokking at the edge of numerical stabil
 replaced by s(x) = x + 1 (x >= 0), 1 / (1 - x) (x < 0), which grows only linearly, so the
 correct class's probability cannot round to exactly 1 ("softmax collapse") and the gradient
 does not vanish once the training set is fitted. Computed in float64, as the paper does.
+`mse` is Omnigrok's squared error to the one-hot label (Liu, Michaud & Tegmark 2023).
 """
 
 from __future__ import annotations
@@ -42,7 +43,17 @@ def cross_entropy(logits: torch.Tensor, labels: torch.Tensor,
     return F.cross_entropy(logits.float(), labels, reduction=reduction)
 
 
-LOSSES: dict[str, Loss] = {"cross_entropy": cross_entropy, "stablemax": stablemax_cross_entropy}
+def mse(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Squared error to the one-hot label, averaged over the classes: per sample, so "mean"
+    over a batch is torch's nn.MSELoss on one-hot targets (Omnigrok's loss) and "sum" adds
+    the samples as the other losses do."""
+    target = F.one_hot(labels, logits.shape[-1]).float()
+    per_sample = (logits.float() - target).pow(2).mean(-1)
+    return per_sample.sum() if reduction == "sum" else per_sample.mean()
+
+
+LOSSES: dict[str, Loss] = {"cross_entropy": cross_entropy, "stablemax": stablemax_cross_entropy,
+                           "mse": mse}
 
 
 def build_loss(cfg: DictConfig) -> Loss:

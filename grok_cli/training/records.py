@@ -1,7 +1,8 @@
 """The run folder's records: metrics.csv (one row per evaluation) and summary.json.
 
 `read_metrics` is the one reader of metrics.csv in the project (resume, summary.json, `grok
-cds`, `grok pathways`): every caller sees the same rows, a torn last row dropped the same way.
+cds`, `grok phase`, `grok pathways`): every caller sees the same rows, a torn last row dropped
+the same way; `first_step_reaching` the one finder of the step a curve reaches a threshold.
 """
 
 from __future__ import annotations
@@ -182,8 +183,23 @@ def _check_values(path: Path, rows: list[dict[str, Any]]) -> None:
                                 "never writes there; repair or delete the file")
 
 
+def first_step_reaching(steps: Sequence[int], values: Sequence[float], threshold: float
+                        ) -> int | None:
+    """The first step whose value is >= threshold, compared exactly (a missing value, NaN,
+    never reaches); None if none does.
+
+    The one definition of "the step a curve first reaches a threshold": summary.json's
+    memorization / generalization steps, `grok cds`'s step-wise analysis and `grok phase`'s
+    phases all use it.
+    """
+    return next((int(step) for step, value in zip(steps, values, strict=True)
+                 if value >= threshold), None)
+
+
 def first_step(rows: list[dict[str, Any]], column: str, threshold: float) -> int | None:
-    return next((row["step"] for row in rows if row[column] >= threshold), None)
+    """first_step_reaching over metrics.csv rows (`read_metrics`), by one column."""
+    return first_step_reaching([row["step"] for row in rows], [row[column] for row in rows],
+                               threshold)
 
 
 def converged_accuracy(acc: Sequence[float], tail_fraction: float = 0.1) -> float | None:
