@@ -1,0 +1,52 @@
+"""`grok pathways` and `grok fourier` give today's numbers on small cases, whatever their thread
+count or batch size: outputs compared with those captured from the code before the speed work
+(tests/analysis_cases.py, tests/data/analyses_before.json)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from analysis_cases import BEFORE, capture
+from conftest import grok_here
+
+# Floats as written in the csv files: a forward pass summed in another order (another thread
+# count, another batch) moves the last bits, nothing more.
+REL = 1e-9
+
+
+def same(now, before, where: str = "") -> None:
+    if isinstance(before, dict):
+        assert sorted(now) == sorted(before), where
+        for key in before:
+            same(now[key], before[key], f"{where}.{key}")
+    elif isinstance(before, list):
+        assert len(now) == len(before), where
+        for i, (a, b) in enumerate(zip(now, before, strict=True)):
+            same(a, b, f"{where}[{i}]")
+    elif isinstance(before, float) or _is_float(before) and "." in str(before):
+        a, b = float(now), float(before)
+        assert (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=REL, abs=1e-12), \
+            f"{where}: {now} != {before}"
+    else:
+        assert now == before, where
+
+
+def _is_float(value) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def outputs():
+    return capture(grok_here)
+
+
+@pytest.mark.parametrize("case", ["pathways_defaults", "pathways_sampled", "fourier_found",
+                                  "fourier_given"])
+def test_outputs_are_todays(outputs, case):
+    same(outputs[case], json.loads(BEFORE.read_text())[case], case)
