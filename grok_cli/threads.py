@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from grok_cli.errors import is_int
+from grok_cli.errors import check, is_int
 
 log = logging.getLogger("grok")
 
@@ -63,6 +63,12 @@ def cores() -> int:
         allowed = os.cpu_count() or 1
     quota = cgroup_cpus()
     return min(allowed, quota) if quota else allowed
+
+
+def check_threads(value: Any) -> None:
+    """`threads=`: auto or a positive integer (one `error:` line otherwise)."""
+    check(value == "auto" or (is_int(value) and value > 0), "threads", value,
+          "auto or a positive integer (CPU threads: intra-op and worker pools)")
 
 
 def largest_matrix(model: Any) -> int:
