@@ -115,9 +115,8 @@ def resolve_threads(value: Any, device: Any, matrix: int, hydra_cfg: Any = None,
 
 def apply_threads(value: Any, model: Any, device: Any, hydra_cfg: Any = None) -> int:
     """Set torch's intra-op threads for this command (`threads=value`), log the count and why,
-    and return it (what the command gives its libraries' worker pools)."""
-    import torch
-
+    and return it (what the command gives its libraries' worker pools). model None: a command
+    without one (`grok cds`), which does not load torch for this."""
     if hydra_cfg is None:
         from hydra.core.hydra_config import HydraConfig
 
@@ -125,6 +124,9 @@ def apply_threads(value: Any, model: Any, device: Any, hydra_cfg: Any = None) ->
     matrix = largest_matrix(model) if model is not None else SMALL_MATRIX
     threads, why = decide_threads(value, getattr(device, "type", str(device)), matrix,
                                   hydra_cfg)
-    torch.set_num_threads(threads)
+    if model is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     log.info("threads: %d (%s)", threads, why)
     return threads

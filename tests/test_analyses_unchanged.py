@@ -18,7 +18,7 @@ from conftest import grok_here
 # numbers), nothing more. Pathways, D_path, memorization steps and every string or count are
 # compared exactly.
 REL, ABS = 1e-5, 1e-7
-EXACT = ("pathway", "d_path", "n_", "memorized", "train_acc", "test_acc", "step", "key_")
+EXACT = ("pathway", "d_path", "n_", "memorized", "train_acc", "test_acc", "step", "key_freq")
 
 
 def same(now, before, where: str = "") -> None:

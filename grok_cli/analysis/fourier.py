@@ -18,6 +18,7 @@ w_k = 2πk/p and reads the answer c off logits Σ_k α_k cos(w_k(a ± b − c)).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 
+@functools.cache  # the same p in every snapshot: built once per analysis (never written to)
 def fourier_basis(p: int) -> torch.Tensor:
     """[p, p] (float64): row 0 the constant, rows 2k−1 / 2k cos / sin of frequency k; p odd."""
     x = torch.arange(p, dtype=torch.float64)
@@ -63,15 +65,6 @@ def gini(values: torch.Tensor) -> float:
     return float((x[:, None] - x[None, :]).abs().sum() / (2 * len(x) * total))
 
 
-def frequency_masks(p: int) -> torch.Tensor:
-    """[K, p, p] booleans: the 2D basis terms (i, j) belonging to frequency k: (const, k),
-    (k, const) and (k, k) with either of cos / sin on each side."""
-    freq = frequency_of_rows(p)
-    k = torch.arange(1, (p - 1) // 2 + 1)[:, None, None]
-    fi, fj = freq[None, :, None], freq[None, None, :]
-    return ((fi == k) & ((fj == 0) | (fj == k))) | ((fi == 0) & (fj == k))
-
-
 def frequency_power(activations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per neuron: the power along each frequency [K, m] and the total centered power [m].
 
@@ -79,15 +72,21 @@ def frequency_power(activations: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     B A Bᵀ (orthonormal, so power is kept) the (const, const) term is the mean, dropped: the
     shares are of each neuron's variance over the grid.
     """
-    p = activations.shape[0]
+    p, m = activations.shape[0], activations.shape[2]
     # In the activations' own precision (float32 for a model: twice as fast as float64 and
     # far finer than the shares need), as batched matmuls B (A_n Bᵀ); the sums in float64.
     basis = fourier_basis(p).to(activations)
     coefficients = basis @ (activations.permute(2, 0, 1) @ basis.T)  # [m, p, p]
     power = coefficients.double().pow(2)
     power[:, 0, 0] = 0
-    by_freq = torch.einsum("kij,nij->kn", frequency_masks(p).double().to(power.device), power)
-    return by_freq, power.sum((1, 2))
+    # Frequency k's terms are (const, k), (k, const) and (k, k), either of cos / sin on each
+    # side: sum the power over each (row frequency, column frequency) block, then read those.
+    blocks = torch.cat([power[:, :1], power[:, 1:].reshape(m, -1, 2, p).sum(2)], 1)
+    blocks = torch.cat([blocks[:, :, :1], blocks[:, :, 1:].reshape(m, -1, (p - 1) // 2, 2)
+                        .sum(3)], 2)  # [m, K + 1, K + 1]
+    k = torch.arange(1, (p - 1) // 2 + 1)
+    by_freq = blocks[:, k, 0] + blocks[:, 0, k] + blocks[:, k, k]  # [m, K]
+    return by_freq.T, power.sum((1, 2))
 
 
 @dataclass
@@ -114,9 +113,9 @@ def key_frequencies(activations: torch.Tensor, threshold: float) -> KeyFrequenci
 
 def key_share(activations: torch.Tensor, freqs: list[int]) -> float:
     """The share of all neurons' variance over the grid along the given frequencies."""
-    by_freq, total = frequency_power(activations)
     if not freqs:
         return 0.0
+    by_freq, total = frequency_power(activations)
     return float(by_freq[[k - 1 for k in freqs]].sum() / total.sum())
 
 
