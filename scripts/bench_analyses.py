@@ -14,7 +14,11 @@ Fixtures, built once into --workdir (small and local, no hub):
   save_every=10`).
 
     python scripts/bench_analyses.py [--rounds 3] [--busy 2] [--workdir DIR] [--json FILE]
-        [--only pathways|fourier] [-- extra overrides for every command]
+        [--only pathways|fourier] [--baseline SRC] [-- extra overrides for every command]
+
+--baseline SRC times another source tree too (PYTHONPATH=SRC), alternating with this one:
+    git archive main | tar -x -C /tmp/grok_main && python scripts/bench_analyses.py \
+        --baseline /tmp/grok_main
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ def build_pathways(root: Path) -> list[str]:
                              num_hidden_layers=16, num_attention_heads=4,
                              num_key_value_heads=4, num_experts=64, num_experts_per_tok=8,
                              max_position_embeddings=64, pad_token_id=0, eos_token_id=1,
-                             bos_token_id=None, initializer_range=0.1)
+                             bos_token_id=None, initializer_range=0.18)
         torch.manual_seed(0)
         OlmoeForCausalLM(config).eval().save_pretrained(folder)
     if not data.is_file():
@@ -95,6 +99,39 @@ def timed(args: list[str], out: Path, env: dict[str, str]) -> float:
     return time.perf_counter() - began
 
 
+def measure(name: str, command: list[str], workdir: Path, busy_count: int, rounds: int,
+            envs: dict[str, dict[str, str]]) -> dict:
+    """Every (code, condition) of one command, alternating within each round, reversed every
+    other round; medians of the seconds and of the load before each."""
+    cases = [(code, condition) for code in envs for condition in ("quiet", "busy")]
+    seen: dict[tuple[str, str], list[dict[str, float]]] = {case: [] for case in cases}
+    for round_ in range(rounds):
+        for code, condition in cases if round_ % 2 == 0 else cases[::-1]:
+            busy = start_busy(busy_count) if condition == "busy" else []
+            try:
+                before = load()
+                seconds = timed(command, workdir / f"out_{name}_{code}_{condition}", envs[code])
+            finally:
+                stop_busy(busy)
+            seen[code, condition].append({"seconds": seconds, "load": before})
+            print(f"{name} round {round_} {code} {condition}: {seconds:.1f} s "
+                  f"(load {before:.2f})", flush=True)
+            time.sleep(2.0)  # the busy processes' load fades a little before the next one
+    result = {}
+    for code in envs:
+        medians = {c: statistics.median(m["seconds"] for m in seen[code, c])
+                   for c in ("quiet", "busy")}
+        loads = {c: statistics.median(m["load"] for m in seen[code, c])
+                 for c in ("quiet", "busy")}
+        ratio = medians["busy"] / medians["quiet"]
+        result[code] = {"runs": {c: seen[code, c] for c in ("quiet", "busy")},
+                        "median_s": medians, "median_load": loads, "busy_over_quiet": ratio}
+        print(f"{name} ({code}): quiet {medians['quiet']:.1f} s (load {loads['quiet']:.2f}), "
+              f"beside {busy_count} busy {medians['busy']:.1f} s (load {loads['busy']:.2f}): "
+              f"{ratio:.2f}x", flush=True)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -102,6 +139,9 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path,
                         default=Path(tempfile.gettempdir()) / "grok_bench_analyses")
     parser.add_argument("--only", choices=("pathways", "fourier"))
+    parser.add_argument("--baseline", type=Path,
+                        help="another source tree of grok (e.g. `git archive` of main) timed "
+                             "alternately with this one, on the same fixtures")
     parser.add_argument("--json", type=Path)
     parser.add_argument("overrides", nargs="*", help="added to every command, e.g. threads=2")
     args = parser.parse_args()
@@ -111,34 +151,20 @@ def main() -> None:
         commands = {args.only: commands[args.only]}
     commands = {name: build(args.workdir) + args.overrides for name, build in commands.items()}
     # The environment's own thread settings would hide what threads=auto picks.
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "PYTHONPATH")}
     env["HF_HUB_OFFLINE"] = "1"
+    envs = {"this": env}
+    if args.baseline:
+        envs["baseline"] = {**env, "PYTHONPATH": str(args.baseline.resolve())}
     report: dict = {"cpu_count": os.cpu_count(), "rounds": args.rounds, "busy": args.busy,
-                    "overrides": args.overrides, "commands": {}}
+                    "overrides": args.overrides, "baseline": str(args.baseline or ""),
+                    "load_at_start": os.getloadavg(), "commands": {}}
     print(f"{os.cpu_count()} CPUs, {args.busy} busy processes, {args.rounds} rounds; "
           f"load average now {os.getloadavg()}", flush=True)
     for name, command in commands.items():
-        seen: dict[str, list[dict[str, float]]] = {"quiet": [], "busy": []}
-        for round_ in range(args.rounds):
-            for condition in ("quiet", "busy") if round_ % 2 == 0 else ("busy", "quiet"):
-                busy = start_busy(args.busy) if condition == "busy" else []
-                try:
-                    before = load()
-                    seconds = timed(command, args.workdir / f"out_{name}_{condition}", env)
-                finally:
-                    stop_busy(busy)
-                seen[condition].append({"seconds": seconds, "load": before})
-                print(f"{name} round {round_} {condition}: {seconds:.1f} s "
-                      f"(load {before:.2f})", flush=True)
-            time.sleep(2.0)
-        medians = {c: statistics.median(m["seconds"] for m in v) for c, v in seen.items()}
-        loads = {c: statistics.median(m["load"] for m in v) for c, v in seen.items()}
-        ratio = medians["busy"] / medians["quiet"]
-        report["commands"][name] = {"runs": seen, "median_s": medians, "median_load": loads,
-                                    "ratio_busy_over_quiet": ratio}
-        print(f"{name}: quiet {medians['quiet']:.1f} s (load {loads['quiet']:.2f}), beside "
-              f"{args.busy} busy {medians['busy']:.1f} s (load {loads['busy']:.2f}): "
-              f"{ratio:.2f}x", flush=True)
+        report["commands"][name] = measure(name, command, args.workdir, args.busy, args.rounds,
+                                           envs)
     if args.json:
         args.json.write_text(json.dumps(report, indent=1) + "\n")
 
