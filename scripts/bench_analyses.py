@@ -16,7 +16,7 @@ Fixtures, built once into --workdir (small and local, no hub):
     python scripts/bench_analyses.py [--rounds 3] [--busy 2] [--workdir DIR] [--json FILE]
         [--only pathways|fourier] [--baseline SRC] [-- extra overrides for every command]
 
---baseline SRC times another source tree too (PYTHONPATH=SRC), alternating with this one:
+--baseline SRC times another source tree too (run from SRC), alternating with this one:
     git archive main | tar -x -C /tmp/grok_main && python scripts/bench_analyses.py \
         --baseline /tmp/grok_main
 """
@@ -71,7 +71,7 @@ def build_fourier(root: Path) -> list[str]:
         subprocess.run([sys.executable, "-m", "grok_cli.cli", "run", "experiment=nanda_p113",
                         f"steps={FOURIER_STEPS}", f"save_every={SAVE_EVERY}", "eval_every=10",
                         "progress=log", f"hydra.run.dir={run}"], check=True,
-                       stdout=subprocess.DEVNULL)
+                       stdout=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[1])
     return ["fourier", f"run_dir={run}"]
 
 
@@ -92,25 +92,33 @@ def stop_busy(busy: list[subprocess.Popen]) -> None:
         process.wait()
 
 
-def timed(args: list[str], out: Path, env: dict[str, str]) -> float:
+def timed(args: list[str], out: Path, source: Path) -> float:
+    """Seconds of one `grok` process run from the source tree `source` (python -m imports
+    grok_cli from the working folder first)."""
+    # The environment's own thread settings would hide what threads=auto picks.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "PYTHONPATH")}
+    env["HF_HUB_OFFLINE"] = "1"
     began = time.perf_counter()
     subprocess.run([sys.executable, "-m", "grok_cli.cli", *args, f"hydra.run.dir={out}"],
-                   check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                   check=True, env=env, cwd=source, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
     return time.perf_counter() - began
 
 
 def measure(name: str, command: list[str], workdir: Path, busy_count: int, rounds: int,
-            envs: dict[str, dict[str, str]]) -> dict:
+            sources: dict[str, Path]) -> dict:
     """Every (code, condition) of one command, alternating within each round, reversed every
     other round; medians of the seconds and of the load before each."""
-    cases = [(code, condition) for code in envs for condition in ("quiet", "busy")]
+    cases = [(code, condition) for code in sources for condition in ("quiet", "busy")]
     seen: dict[tuple[str, str], list[dict[str, float]]] = {case: [] for case in cases}
     for round_ in range(rounds):
         for code, condition in cases if round_ % 2 == 0 else cases[::-1]:
             busy = start_busy(busy_count) if condition == "busy" else []
             try:
                 before = load()
-                seconds = timed(command, workdir / f"out_{name}_{code}_{condition}", envs[code])
+                seconds = timed(command, workdir / f"out_{name}_{code}_{condition}",
+                                sources[code])
             finally:
                 stop_busy(busy)
             seen[code, condition].append({"seconds": seconds, "load": before})
@@ -118,7 +126,7 @@ def measure(name: str, command: list[str], workdir: Path, busy_count: int, round
                   f"(load {before:.2f})", flush=True)
             time.sleep(2.0)  # the busy processes' load fades a little before the next one
     result = {}
-    for code in envs:
+    for code in sources:
         medians = {c: statistics.median(m["seconds"] for m in seen[code, c])
                    for c in ("quiet", "busy")}
         loads = {c: statistics.median(m["load"] for m in seen[code, c])
@@ -150,13 +158,9 @@ def main() -> None:
     if args.only:
         commands = {args.only: commands[args.only]}
     commands = {name: build(args.workdir) + args.overrides for name, build in commands.items()}
-    # The environment's own thread settings would hide what threads=auto picks.
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "PYTHONPATH")}
-    env["HF_HUB_OFFLINE"] = "1"
-    envs = {"this": env}
+    sources = {"this": Path(__file__).resolve().parents[1]}
     if args.baseline:
-        envs["baseline"] = {**env, "PYTHONPATH": str(args.baseline.resolve())}
+        sources["baseline"] = args.baseline.resolve()
     report: dict = {"cpu_count": os.cpu_count(), "rounds": args.rounds, "busy": args.busy,
                     "overrides": args.overrides, "baseline": str(args.baseline or ""),
                     "load_at_start": os.getloadavg(), "commands": {}}
@@ -164,7 +168,7 @@ def main() -> None:
           f"load average now {os.getloadavg()}", flush=True)
     for name, command in commands.items():
         report["commands"][name] = measure(name, command, args.workdir, args.busy, args.rounds,
-                                           envs)
+                                           sources)
     if args.json:
         args.json.write_text(json.dumps(report, indent=1) + "\n")
 
