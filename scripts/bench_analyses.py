@@ -3,7 +3,8 @@
 Each measurement is one `grok` process, timed from start to exit (imports included). The
 conditions alternate round by round (quiet, busy, busy, quiet, ...), so a machine whose load
 drifts slows both alike; the busy processes (pure-Python loops, one core each) are started
-before a busy measurement and stopped by their PID after it. The script prints every time with
+before a busy measurement, each in its own session (see start_busy), and stopped by their PID
+after it. The script prints every time with
 the 1-minute load average read just before it, then each command's medians and the ratio
 busy / quiet.
 
@@ -80,7 +81,12 @@ def load() -> float:
 
 
 def start_busy(count: int) -> list[subprocess.Popen]:
-    busy = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(count)]
+    """Busy processes, each in a session of its own, as another user's job is. Linux's
+    autogroup scheduling shares the CPU between sessions first: busy loops in the benchmark's
+    own session would take their share from the command's session, and measure that (3x on
+    this machine whatever the threads), not the command beside other jobs."""
+    busy = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP], start_new_session=True)
+            for _ in range(count)]
     time.sleep(1.0)  # running, and seen by the scheduler, before the command starts
     return busy
 
@@ -141,6 +147,8 @@ def measure(name: str, command: list[str], workdir: Path, busy_count: int, round
 
 
 def main() -> None:
+    # A `kill PID` of this script stops its busy processes too (the finally around each).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--busy", type=int, default=2, help="busy processes beside a command")
