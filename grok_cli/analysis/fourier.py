@@ -65,6 +65,16 @@ def gini(values: torch.Tensor) -> float:
     return float((x[:, None] - x[None, :]).abs().sum() / (2 * len(x) * total))
 
 
+@functools.cache  # as fourier_basis
+def frequency_masks(p: int) -> torch.Tensor:
+    """[K, p, p] booleans: the 2D basis terms (i, j) belonging to frequency k: (const, k),
+    (k, const) and (k, k) with either of cos / sin on each side."""
+    freq = frequency_of_rows(p)
+    k = torch.arange(1, (p - 1) // 2 + 1)[:, None, None]
+    fi, fj = freq[None, :, None], freq[None, None, :]
+    return ((fi == k) & ((fj == 0) | (fj == k))) | ((fi == 0) & (fj == k))
+
+
 def frequency_power(activations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per neuron: the power along each frequency [K, m] and the total centered power [m].
 
@@ -72,21 +82,15 @@ def frequency_power(activations: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     B A Bᵀ (orthonormal, so power is kept) the (const, const) term is the mean, dropped: the
     shares are of each neuron's variance over the grid.
     """
-    p, m = activations.shape[0], activations.shape[2]
+    p = activations.shape[0]
     # In the activations' own precision (float32 for a model: twice as fast as float64 and
     # far finer than the shares need), as batched matmuls B (A_n Bᵀ); the sums in float64.
     basis = fourier_basis(p).to(activations)
     coefficients = basis @ (activations.permute(2, 0, 1) @ basis.T)  # [m, p, p]
     power = coefficients.double().pow(2)
     power[:, 0, 0] = 0
-    # Frequency k's terms are (const, k), (k, const) and (k, k), either of cos / sin on each
-    # side: sum the power over each (row frequency, column frequency) block, then read those.
-    blocks = torch.cat([power[:, :1], power[:, 1:].reshape(m, -1, 2, p).sum(2)], 1)
-    blocks = torch.cat([blocks[:, :, :1], blocks[:, :, 1:].reshape(m, -1, (p - 1) // 2, 2)
-                        .sum(3)], 2)  # [m, K + 1, K + 1]
-    k = torch.arange(1, (p - 1) // 2 + 1)
-    by_freq = blocks[:, k, 0] + blocks[:, 0, k] + blocks[:, k, k]  # [m, K]
-    return by_freq.T, power.sum((1, 2))
+    by_freq = torch.einsum("kij,nij->kn", frequency_masks(p).double().to(power.device), power)
+    return by_freq, power.sum((1, 2))
 
 
 @dataclass
