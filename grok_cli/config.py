@@ -23,6 +23,7 @@ from grok_cli.errors import (
     is_int,
     is_number,
 )
+from grok_cli.threads import check_threads
 
 
 def conf_dir() -> Path:
@@ -119,8 +120,7 @@ def validate_run_config(cfg: DictConfig) -> None:
           cfg.device, "auto, cpu, cuda, cuda:N or mps")
     check(isinstance(cfg.resume, bool) or cfg.resume == "auto", "resume", cfg.resume,
           "auto (continue from checkpoints/last.pt when present) or false")
-    check(cfg.threads == "auto" or (is_int(cfg.threads) and cfg.threads > 0), "threads",
-          cfg.threads, "auto or a positive integer (intra-op CPU threads)")
+    check_threads(cfg.threads)
     check_choice("progress", cfg.progress, ("auto", "bar", "log"))
     check_choice("precision", cfg.precision, ("fp32", "bf16"))
     check(isinstance(cfg.compile, bool), "compile", cfg.compile, "true or false")

@@ -128,3 +128,21 @@ def test_restricted_loss_keeps_each_answers_mean_logit():
 def test_circuit_directions_are_orthonormal():
     d = fourier.circuit_directions(P, [1, 4, 11], -1)
     assert torch.allclose(d @ d.T, torch.eye(6, dtype=torch.float64), atol=1e-12)
+
+
+@pytest.mark.parametrize("p", [3, 11, 23])
+def test_frequency_power_sums_each_frequencys_terms(p):
+    """Against a direct sum over the 2D basis terms (i, j) of frequency k: (const, k),
+    (k, const) and (k, k), by mask, as the analysis computed it before."""
+    torch.manual_seed(p)
+    acts = torch.randn(p, p, 5, dtype=torch.float64)
+    basis = fourier.fourier_basis(p)
+    power = torch.stack([(basis @ acts[:, :, n] @ basis.T) ** 2 for n in range(5)])
+    freq = fourier.frequency_of_rows(p)
+    fi, fj = freq[:, None], freq[None, :]
+    for k in range(1, (p - 1) // 2 + 1):
+        mask = ((fi == k) & ((fj == 0) | (fj == k))) | ((fi == 0) & (fj == k))
+        expected = (power * mask).sum((1, 2))
+        assert torch.allclose(fourier.frequency_power(acts)[0][k - 1], expected, rtol=1e-12)
+    total = power.sum((1, 2)) - power[:, 0, 0]
+    assert torch.allclose(fourier.frequency_power(acts)[1], total, rtol=1e-12)

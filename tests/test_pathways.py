@@ -166,7 +166,8 @@ def test_d_path_deduplicated_exact_equals_double_loop(monkeypatch: pytest.Monkey
     strings = [pool[i] for i in rng.integers(0, len(pool), size=47)]  # many repeats
     seen: list[int] = []
     cdist = metrics._cdist
-    monkeypatch.setattr(metrics, "_cdist", lambda q, c: seen.append(len(q) * len(c)) or cdist(q, c))
+    monkeypatch.setattr(metrics, "_cdist",
+                        lambda q, c, w: seen.append(len(q) * len(c)) or cdist(q, c, w))
     monkeypatch.setattr(metrics, "CDIST_BLOCK", 4)  # several blocks, a ragged last one
     result = metrics.mean_pair_distance(strings)
     direct = naive_pair_distances(strings)
@@ -242,3 +243,45 @@ def test_epsilon_auto_memorizes_20_to_25_percent_per_group() -> None:
         expected = np.where(losses_of_group <= result.epsilon[group], 2, -1)
         assert np.array_equal(result.memorized_at[members], expected)
     assert (result.memorized_at == 2).sum() == 9 + 10 + 1
+
+
+# ---- batch size ----
+
+def test_routing_is_the_same_for_any_batch_size() -> None:
+    """Right padding under a causal mask: a sample's routing and loss do not depend on what
+    shares its forward pass (to float32 rounding), so moe.batch_size=auto may follow the model."""
+    generator = torch.Generator().manual_seed(3)
+    sequences = [torch.randint(2, 64, (int(n),), generator=generator)
+                 for n in torch.randint(1, 14, (37,), generator=generator)]
+    model = tiny_olmoe(1, layers=3)
+    one = capture(model, sequences, 1)
+    for batch in (5, 16, 512):
+        other = capture(model, sequences, batch)
+        np.testing.assert_allclose(other.g, one.g, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(other.loss, one.loss, rtol=1e-5, equal_nan=True)
+        assert metrics.sample_pathways(other.g, 0.7) == metrics.sample_pathways(one.g, 0.7)
+
+
+@pytest.mark.parametrize(("parameters", "expected"), [
+    (90_080, 512),         # experiment=olmoe_modadd
+    (466_496, 512),        # experiment=pathways_testbed: 2^30 / 466,496 = 2,301 -> at most 512
+    (13_045_824, 64),      # 16 layers x 64 experts of 64 x 64: 2^30 / 13.0M = 82.3 -> 64
+    (6_919_161_856, 8),    # OLMoE-1B-7B: at least 8
+])
+def test_auto_batch_size_follows_the_model(parameters, expected) -> None:
+    from omegaconf import OmegaConf
+
+    from grok_cli.pathways.config import batch_size
+
+    assert batch_size(OmegaConf.create({"batch_size": "auto"}), parameters) == expected
+    assert batch_size(OmegaConf.create({"batch_size": 3}), parameters) == 3
+
+
+def test_vectorized_pathways_equal_one_layer_at_a_time() -> None:
+    rng = np.random.default_rng(0)
+    g = rng.dirichlet(np.full(8, 0.3), size=(50, 4))
+    g[0, 0] = [0.5, 0.2, 0.3, 0, 0, 0, 0, 0]  # reaches 0.7 exactly with ties at 0
+    g[1, 1] = np.full(8, 1 / 8)  # ties everywhere
+    for threshold in (0.5, 0.7, 1.0):
+        assert metrics.sample_pathways(g, threshold) == [
+            [metrics.layer_pathway(layer, threshold) for layer in sample] for sample in g]

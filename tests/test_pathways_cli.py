@@ -98,6 +98,8 @@ def test_end_to_end_outputs(workdir: Path, tmp_path: Path, grok_main, capsys) ->
      "moe.batch_size=0 is not allowed: auto or a positive integer"),
     (["moe.checkpoints=[ck0]", "data.path=data.jsonl", "memorization.epsilon=most"],
      "memorization.epsilon='most' is not allowed: a loss value >= 0, or auto"),
+    (["moe.checkpoints=[ck0]", "data.path=data.jsonl", "threads=0"],
+     "threads=0 is not allowed: auto or a positive integer"),
 ])
 def test_bad_input_is_one_line(workdir: Path, tmp_path: Path, grok_main,
                                capsys: pytest.CaptureFixture, args: list[str],

@@ -10,15 +10,15 @@ import torch
 from conftest import TINY
 from hydra import compose, initialize_config_dir
 
+from grok_cli import threads as threads_module
 from grok_cli.config import conf_dir
 from grok_cli.models import build_model
 from grok_cli.tasks import build_task
-from grok_cli.training import threads as threads_module
+from grok_cli.threads import SMALL_MATRIX, cgroup_cpus, largest_matrix, resolve_threads
 from grok_cli.training.run import run_experiment
-from grok_cli.training.threads import SMALL_MODEL_PARAMETERS, resolve_threads
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
-SMALL, LARGE = 54_272, 4_000_000  # the default GPT (counted below); the text recipe's BERT
+SMALL, LARGE = 16_384, 3_906_816  # the default GPT's largest matrix (below); BERT's embedding
 
 
 @pytest.fixture
@@ -35,15 +35,44 @@ def sweep_hydra(*overrides: str):
 
 def test_the_default_model_is_small_and_bert_is_not(run_cfg):
     cfg = run_cfg()
-    d, positions = cfg.model.hidden_size, cfg.model.max_positions  # 64, 16
-    vocab = cfg.task.p + 4  # format cds: the p residues, the modulus, +, = and %: 51
-    # one block: q, k, v and output projections 4d^2 + 4d; MLP d -> 4d -> d 8d^2 + 5d; two
-    # layer norms 4d. The output layer shares the token embedding.
-    block = 12 * d * d + 13 * d
-    assert vocab * d + positions * d + block * cfg.model.num_layers == SMALL
+    d = cfg.model.hidden_size  # 64
+    # The largest weight matrix is the MLP's d x 4d (the embedding is 51 x 64).
     model = build_model(cfg.model, build_task(cfg))
-    assert sum(p.numel() for p in model.parameters()) == SMALL
-    assert SMALL < SMALL_MODEL_PARAMETERS < 30_522 * 128  # BERT's word embedding alone
+    assert largest_matrix(model) == d * 4 * d == SMALL
+    assert SMALL < SMALL_MATRIX < 30_522 * 128  # BERT's word embedding alone
+
+
+def test_a_stack_of_experts_counts_one_expert():
+    """An OLMoE keeps its 64 experts in one [64, 2 x 64, 64] tensor: each op is one expert's."""
+    from transformers import OlmoeConfig, OlmoeForCausalLM
+
+    model = OlmoeForCausalLM(OlmoeConfig(vocab_size=100, hidden_size=64, intermediate_size=64,
+                                         num_hidden_layers=1, num_attention_heads=4,
+                                         num_key_value_heads=4, num_experts=64))
+    assert largest_matrix(model) == 128 * 64  # not 64 x 128 x 64
+    assert resolve_threads("auto", CPU, largest_matrix(model), None, {}) == 1
+
+
+@pytest.mark.parametrize(("files", "expected"), [
+    ({"cpu.max": "150000 100000\n"}, 2),               # cgroup v2: 1.5 cores -> 2
+    ({"cpu.max": "max 100000\n"}, None),               # no quota
+    ({"cpu/cpu.cfs_quota_us": "300000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 3),  # v1
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+    ({}, None),
+])
+def test_cgroup_quota(tmp_path, files, expected):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert cgroup_cpus(tmp_path) == expected
+
+
+def test_cores_are_the_affinity_capped_by_the_quota(monkeypatch):
+    monkeypatch.setattr(threads_module.os, "sched_getaffinity", lambda _: {0, 1, 2, 3})
+    monkeypatch.setattr(threads_module, "cgroup_cpus", lambda: 2)
+    assert threads_module.cores() == 2
+    monkeypatch.setattr(threads_module, "cgroup_cpus", lambda: None)
+    assert threads_module.cores() == 4
 
 
 @pytest.mark.parametrize(("value", "device", "parameters", "environ", "expected"), [
@@ -80,6 +109,6 @@ def test_a_checkpoint_continues_under_another_thread_count(run_cfg, tmp_path, ca
     with caplog.at_level(logging.INFO, logger="grok"):
         assert run_experiment(run_cfg(*TINY, "steps=40", "threads=2"), run) == "completed"
     assert torch.get_num_threads() == 2
-    assert "threads: 2 intra-op (threads=2)" in caplog.text  # the run says how many it used
+    assert "threads: 2 (threads=2)" in caplog.text  # the run says how many it used
     state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert state["step"] == 40 and "threads" not in state["identity"]

@@ -46,8 +46,15 @@ def validate_cds(cfg) -> None:
     read_params(cfg)
 
 
+def validate_fourier(cfg) -> None:
+    from grok_cli.analysis.fourier_command import read_settings
+
+    read_settings(cfg)
+
+
 # grok pathways' value checks are its own (tests/test_pathways*.py); here only its keys.
-VALIDATE = {"run": validate_run, "sweep": validate_sweep, "cds": validate_cds, "pathways": None}
+VALIDATE = {"run": validate_run, "sweep": validate_sweep, "cds": validate_cds, "pathways": None,
+            "fourier": validate_fourier}
 
 
 def elsewhere(path: str, why: str) -> pytest.MarkDecorator:
@@ -155,6 +162,8 @@ CASES = [
     ("run", ["optimizer.min_lr=-1"], "optimizer.min_lr=-1", "a number from 0"),
     ("cds", ["epsilon=true"], "epsilon=true", "an accuracy in (0, 1]"),
     ("cds", ["plots=maybe"], "plots='maybe'", "true or false"),
+    ("cds", ["threads=0"], "threads=0", "auto or a positive integer"),
+    ("fourier", ["threads=many"], "threads='many'", "auto or a positive integer"),
     # a grid whose jobs would share one folder
     ("sweep", ["eval_batch_size=1024,8192"], "eval_batch_size=1024,8192", "share one folder"),
     ("sweep", ["logger=csv,tensorboard"], "logger=csv,tensorboard", "share one folder"),

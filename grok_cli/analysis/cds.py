@@ -30,6 +30,7 @@ from grok_cli.analysis.stepwise import (
 )
 from grok_cli.errors import GrokError, bad_value, check, is_number, report_user_errors
 from grok_cli.io import atomic_write, write_json
+from grok_cli.threads import apply_threads, check_threads
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ def read_params(cfg: DictConfig) -> Params:
     check(is_number(sigma) and sigma >= 0, "smooth_sigma", sigma,
           "a number of steps >= 0 (0 = no smoothing)")
     check(isinstance(cfg.plots, bool), "plots", cfg.plots, "true or false")
+    check_threads(cfg.threads)
     return Params(
         # epsilon joins the ladder: test_step@epsilon is the step the regimes are judged by.
         thresholds=tuple(sorted({float(t) for t in thresholds} | {float(cfg.epsilon)})),
@@ -248,6 +250,7 @@ def main(cfg: DictConfig) -> None:
     """The Hydra task function of `grok cds`."""
     params = read_params(cfg)
     roots = sweep_dirs(cfg)
+    apply_threads(cfg.threads, None, "cpu")  # numpy on small per-run arrays: no pool to size
     run_rows, skipped, curves, runs = collect(roots, params)
     size_rows = summarize_sizes(run_rows, params)
     results = {key: setting_result(key, rows, params)

@@ -18,6 +18,7 @@ w_k = 2πk/p and reads the answer c off logits Σ_k α_k cos(w_k(a ± b − c)).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 
+@functools.cache  # the same p in every snapshot: built once per analysis (never written to)
 def fourier_basis(p: int) -> torch.Tensor:
     """[p, p] (float64): row 0 the constant, rows 2k−1 / 2k cos / sin of frequency k; p odd."""
     x = torch.arange(p, dtype=torch.float64)
@@ -63,6 +65,7 @@ def gini(values: torch.Tensor) -> float:
     return float((x[:, None] - x[None, :]).abs().sum() / (2 * len(x) * total))
 
 
+@functools.cache  # as fourier_basis
 def frequency_masks(p: int) -> torch.Tensor:
     """[K, p, p] booleans: the 2D basis terms (i, j) belonging to frequency k: (const, k),
     (k, const) and (k, k) with either of cos / sin on each side."""
@@ -114,9 +117,9 @@ def key_frequencies(activations: torch.Tensor, threshold: float) -> KeyFrequenci
 
 def key_share(activations: torch.Tensor, freqs: list[int]) -> float:
     """The share of all neurons' variance over the grid along the given frequencies."""
-    by_freq, total = frequency_power(activations)
     if not freqs:
         return 0.0
+    by_freq, total = frequency_power(activations)
     return float(by_freq[[k - 1 for k in freqs]].sum() / total.sum())
 
 

@@ -32,6 +32,7 @@ from grok_cli.io import write_json
 from grok_cli.models import build_model
 from grok_cli.tasks import TaskData, build_task
 from grok_cli.tasks.modadd import equations
+from grok_cli.threads import apply_threads, check_threads
 from grok_cli.training.checkpoint import IDENTITY_KEYS, check_identity, read_state, snapshots
 from grok_cli.training.device import check_device, resolve_device
 
@@ -49,6 +50,7 @@ class Settings:
     key_threshold: float
     device: torch.device
     plots: bool
+    threads: int | str  # `threads=`: auto or N
 
 
 @dataclass
@@ -89,8 +91,9 @@ def read_settings(cfg: DictConfig) -> Settings:
           cfg.key_threshold, "a share strictly between 0 and 1")
     check(isinstance(cfg.plots, bool), "plots", cfg.plots, "true or false")
     check_device(str(cfg.device))
+    check_threads(cfg.threads)
     return Settings(key_freqs, float(cfg.key_threshold), resolve_device(str(cfg.device)),
-                    cfg.plots)
+                    cfg.plots, cfg.threads)
 
 
 def find_runs(cfg: DictConfig) -> tuple[Path, list[Path]]:
@@ -317,6 +320,9 @@ def main(cfg: DictConfig) -> None:
     settings = read_settings(cfg)
     root, paths = find_runs(cfg)
     runs = [load_run(path, root) for path in paths]  # every run checked before any work
+    # One count for the whole analysis, from the first run's model (a sweep's runs share one).
+    apply_threads(settings.threads, build_model(runs[0].cfg.model, runs[0].task),
+                  settings.device)
     began = time.perf_counter()
     results = [analyse(run, settings) for run in runs]
     reports = [run_report(result, settings) for result in results]

@@ -75,12 +75,13 @@ def sample_groups(samples: Samples, memorized_at: np.ndarray,
 
 
 def group_rows(cfg: DictConfig, names: list[str], results: list[CheckpointResult],
-               groups: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+               groups: dict[str, np.ndarray], workers: int = 1) -> list[dict[str, Any]]:
+    """workers: the edit distances' threads (`threads=`)."""
     rows = []
     for name, result in zip(names, results, strict=True):
         for group, members in groups.items():
             distances = metrics.d_path([result.pathways[i] for i in members], cfg.pathway.unit,
-                                       cfg.pathway.max_pairs, cfg.pathway.seed)
+                                       cfg.pathway.max_pairs, cfg.pathway.seed, workers)
             rows.append({"checkpoint": name, "group": group, "n_samples": len(members),
                          **distances,
                          "consistency_mean": _nanmean(result.consistency[members]),

@@ -31,15 +31,15 @@ from grok_cli.pathways.config import batch_size, validate
 from grok_cli.pathways.outputs import MAX_RELATIVE_SE, d_path_note, write_outputs
 from grok_cli.pathways.routing import Checkpoint, capture, load_model, pick_device
 from grok_cli.pathways.samples import Samples, load_samples
+from grok_cli.threads import apply_threads
 
 log = logging.getLogger(__name__)
 
 
-def analyse_checkpoint(cfg: DictConfig, checkpoint: Checkpoint, samples: Samples,
-                       device: str) -> CheckpointResult:
-    model = load_model(checkpoint, cfg.moe.torch_dtype, cfg.moe.device_map, device)
-    routing = capture(model, samples.sequences, batch_size(cfg.moe), samples.loss_tokens)
-    del model
+def analyse_checkpoint(cfg: DictConfig, model: Any, samples: Samples) -> CheckpointResult:
+    parameters = sum(p.numel() for p in model.parameters())
+    routing = capture(model, samples.sequences, batch_size(cfg.moe, parameters),
+                      samples.loss_tokens)
     consistency, complexity = metrics.routing_smoothness(routing.g, routing.router_weights)
     return CheckpointResult(metrics.sample_pathways(routing.g, cfg.pathway.threshold),
                             routing.loss, consistency, complexity)
@@ -60,13 +60,19 @@ def log_d_path(rows: list[dict[str, Any]]) -> None:
 
 
 def route(cfg: DictConfig, checkpoints: list[Checkpoint],
-          samples: Samples) -> list[CheckpointResult]:
+          samples: Samples) -> tuple[list[CheckpointResult], int]:
+    """Every checkpoint's routing, and the thread count (`threads=`, from the first model:
+    the checkpoints share one architecture) for the edit distances after."""
     device = pick_device(cfg.moe.device)
-    results = []
-    for checkpoint in checkpoints:
+    results, threads = [], 1
+    for number, checkpoint in enumerate(checkpoints):
+        model = load_model(checkpoint, cfg.moe.torch_dtype, cfg.moe.device_map, device)
+        if number == 0:
+            threads = apply_threads(cfg.threads, model, next(model.parameters()).device)
         log.info("routing %d samples through %s", len(samples.ids), checkpoint.describe())
-        results.append(analyse_checkpoint(cfg, checkpoint, samples, device))
-    return results
+        results.append(analyse_checkpoint(cfg, model, samples))
+        del model
+    return results, threads
 
 
 def plot_settings(cfg: DictConfig, checkpoints: list[Checkpoint],
@@ -87,12 +93,12 @@ def main(cfg: DictConfig) -> None:
     accuracy = load_accuracy(cfg, checkpoints)
     check_architectures(checkpoints)
     samples = load_samples(cfg, checkpoints[0])
-    results = route(cfg, checkpoints, samples)
+    results, threads = route(cfg, checkpoints, samples)
     names = [c.name for c in checkpoints]
     memorization = memorize(samples, np.stack([r.loss for r in results], axis=1),
                             cfg.memorization)
     groups = sample_groups(samples, memorization.memorized_at, names)
-    rows = group_rows(cfg, names, results, groups)
+    rows = group_rows(cfg, names, results, groups, threads)
     add_accuracy(rows, accuracy, cfg.loss_window)
     log_d_path(rows)
     out = Path(HydraConfig.get().runtime.output_dir)

@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 from grok_cli.errors import GrokError, check, check_choice, is_int
 from grok_cli.pathways.metrics import UNITS
 from grok_cli.pathways.routing import DTYPES, LOSS_TOKENS
+from grok_cli.threads import check_threads
 
 AUTO = "auto"
 # What a moe= choice leaves to the user (conf/moe/<choice>.yaml cannot mark it mandatory: a
@@ -29,6 +30,7 @@ def validate(cfg: DictConfig, moe_choice: str | None = None) -> None:
     validate_pathway(cfg.pathway)
     validate_memorization(cfg.memorization)
     check(_positive_int(cfg.loss_window), "loss_window", cfg.loss_window, "a positive integer")
+    check_threads(cfg.threads)
 
 
 def validate_moe(moe: DictConfig, choice: str | None) -> None:
@@ -47,12 +49,22 @@ def validate_moe(moe: DictConfig, choice: str | None) -> None:
           moe.batch_size, "auto or a positive integer")
 
 
-def batch_size(moe: DictConfig) -> int:
-    """moe.batch_size, with auto resolved: a grok run's model is small and its sequences a
-    few tokens, so hundreds share a forward pass; a hub model's texts need small batches."""
+# moe.batch_size=auto: samples per forward pass x the model's parameters stays near this
+# (2^30), between 8 and 512 samples (powers of 2). A grok run's model (under 0.5M parameters)
+# gets 512: a forward pass of a few hundred short sequences costs little more than one of 8;
+# a 16-layer x 64-expert OLMoE of 64-wide experts (13M) gets 64, the batch at which its
+# routing was fastest (2.1x faster than 8, as fast as 512: scripts/bench_analyses.py);
+# OLMoE-1B-7B (7B) gets 8, for its long texts' memory.
+BATCH_PARAMETERS = 2**30
+MIN_BATCH, MAX_BATCH = 8, 512
+
+
+def batch_size(moe: DictConfig, parameters: int) -> int:
+    """moe.batch_size, with auto resolved from the model's size (results do not depend on it)."""
     if moe.batch_size != AUTO:
         return moe.batch_size
-    return 512 if moe.from_run is not None else 8
+    fits = BATCH_PARAMETERS // max(parameters, 1)
+    return min(max(1 << max(fits.bit_length() - 1, 0), MIN_BATCH), MAX_BATCH)
 
 
 def validate_data(data: DictConfig) -> None:

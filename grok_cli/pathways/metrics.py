@@ -48,8 +48,15 @@ def layer_pathway(weights: np.ndarray, threshold: float) -> list[int]:
 
 
 def sample_pathways(g: np.ndarray, threshold: float) -> list[Pathway]:
-    """Pathways of every sample from routing weights g of shape (samples, layers, experts)."""
-    return [[layer_pathway(layer, threshold) for layer in sample] for sample in g]
+    """Pathways of every sample from routing weights g of shape (samples, layers, experts):
+    layer_pathway of each (sample, layer), sorted and summed for all of them at once."""
+    g = np.asarray(g, dtype=np.float64)
+    order = np.argsort(-g, axis=-1, kind="stable")
+    cumulative = np.cumsum(np.take_along_axis(g, order, axis=-1), axis=-1)
+    reached = cumulative >= threshold - THRESHOLD_TOLERANCE
+    keep = np.where(reached.any(-1), reached.argmax(-1) + 1, g.shape[-1])
+    return [[row[:k].tolist() for row, k in zip(sample, counts, strict=True)]
+            for sample, counts in zip(order, keep, strict=True)]
 
 
 def layer_string(experts: list[int], unit: str = "char") -> str:
@@ -74,13 +81,13 @@ class PairDistance(NamedTuple):
     se: float
 
 
-def _cdist(queries: list[str], choices: list[str]) -> np.ndarray:
+def _cdist(queries: list[str], choices: list[str], workers: int) -> np.ndarray:
     # Passing the same list object lets rapidfuzz compute only one triangle (symmetric scorer).
     return process.cdist(queries, choices, scorer=Levenshtein.distance, dtype=np.int32,
-                         workers=-1)
+                         workers=workers)
 
 
-def _all_pairs_sums(strings: list[str]) -> tuple[float, float, int]:
+def _all_pairs_sums(strings: list[str], workers: int) -> tuple[float, float, int]:
     """Sum and sum of squares of the edit distance over all pairs i < j.
 
     Equal strings are at distance 0, so only distinct strings go through cdist: a pair of
@@ -95,7 +102,7 @@ def _all_pairs_sums(strings: list[str]) -> tuple[float, float, int]:
         rows, row_weights = unique[i:i + CDIST_BLOCK], weights[i:i + CDIST_BLOCK]
         for j in range(i, len(unique), CDIST_BLOCK):
             columns = rows if j == i else unique[j:j + CDIST_BLOCK]
-            distances = _cdist(rows, columns).astype(np.float64)
+            distances = _cdist(rows, columns, workers).astype(np.float64)
             # A diagonal block holds each pair twice (and zeros on its diagonal): halve it.
             share = 0.5 if j == i else 1.0
             column_weights = weights[j:j + CDIST_BLOCK]
@@ -118,19 +125,21 @@ def sample_pairs(n: int, max_pairs: int, seed: int) -> tuple[np.ndarray, np.ndar
     return first, second
 
 
-def _sampled_pairs_sums(strings: list[str], max_pairs: int, seed: int) -> tuple[float, float, int]:
+def _sampled_pairs_sums(strings: list[str], max_pairs: int, seed: int,
+                        workers: int) -> tuple[float, float, int]:
     """Sum and sum of squares over `max_pairs` random pairs i != j."""
     first, second = sample_pairs(len(strings), max_pairs, seed)
     values = process.cpdist([strings[i] for i in first], [strings[j] for j in second],
                             scorer=Levenshtein.distance, dtype=np.int32,
-                            workers=-1).astype(np.float64)
+                            workers=workers).astype(np.float64)
     return values.sum(), np.square(values).sum(), max_pairs
 
 
-def mean_pair_distance(strings: list[str], max_pairs: int | None = None,
-                       seed: int = 0) -> PairDistance:
+def mean_pair_distance(strings: list[str], max_pairs: int | None = None, seed: int = 0,
+                       workers: int = 1) -> PairDistance:
     """Edit distance over all pairs of samples, or over `max_pairs` random pairs when there are
-    more pairs of distinct strings than that (the exact sums cost one distance per such pair).
+    more pairs of distinct strings than that (the exact sums cost one distance per such pair);
+    `workers`: rapidfuzz's threads (`threads=`; -1 = every core the machine has).
 
     (nan, nan, 0, nan) with fewer than two samples.
     """
@@ -140,9 +149,9 @@ def mean_pair_distance(strings: list[str], max_pairs: int | None = None,
     distinct = len(set(strings))  # the all-pairs cost: pairs of distinct strings
     sampled = max_pairs is not None and distinct * (distinct - 1) // 2 > max_pairs
     if sampled:
-        total, total_sq, pairs = _sampled_pairs_sums(strings, max_pairs, seed)
+        total, total_sq, pairs = _sampled_pairs_sums(strings, max_pairs, seed, workers)
     else:
-        total, total_sq, pairs = _all_pairs_sums(strings)
+        total, total_sq, pairs = _all_pairs_sums(strings, workers)
     mean = total / pairs
     squares = max(total_sq - pairs * mean * mean, 0.0)  # sum of squared deviations
     se = math.sqrt(squares / (pairs - 1) / pairs) if sampled else 0.0
@@ -150,19 +159,21 @@ def mean_pair_distance(strings: list[str], max_pairs: int | None = None,
 
 
 def d_path(pathways: list[Pathway], unit: str = "char", max_pairs: int | None = None,
-           seed: int = 0) -> dict[str, float]:
+           seed: int = 0, workers: int = 1) -> dict[str, float]:
     """D_path of a group of samples, over whole pathways and per layer.
 
     Keys: d_path_mean, d_path_std, d_path_se, n_pairs, d_path_layer_<l> for each layer l
     (sampled layers use the same pairs as the whole pathways: same seed).
     """
-    whole = mean_pair_distance([pathway_string(p, unit) for p in pathways], max_pairs, seed)
+    whole = mean_pair_distance([pathway_string(p, unit) for p in pathways], max_pairs, seed,
+                               workers)
     result: dict[str, float] = {"d_path_mean": whole.mean, "d_path_std": whole.std,
                                 "d_path_se": whole.se, "n_pairs": whole.pairs}
     n_layers = len(pathways[0]) if pathways else 0
     for layer in range(n_layers):
         segments = [layer_string(p[layer], unit) for p in pathways]
-        result[f"d_path_layer_{layer}"] = mean_pair_distance(segments, max_pairs, seed).mean
+        result[f"d_path_layer_{layer}"] = mean_pair_distance(segments, max_pairs, seed,
+                                                             workers).mean
     return result
 
 

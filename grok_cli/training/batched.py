@@ -40,6 +40,7 @@ from grok_cli.errors import GrokError, check
 from grok_cli.models import build_model, l2_norm_of, rescale
 from grok_cli.tasks import TASKS, TaskData, build_task
 from grok_cli.tasks.text import build_text
+from grok_cli.threads import apply_threads
 from grok_cli.training.checkpoint import (
     checkpoint_state,
     save_checkpoint,
@@ -52,7 +53,6 @@ from grok_cli.training.levers import unbatched_levers
 from grok_cli.training.optim import build_optimizer
 from grok_cli.training.run import finish, record_failure, run_experiment, stop_interrupted
 from grok_cli.training.signals import StopSignals, signal_name
-from grok_cli.training.threads import apply_threads
 from grok_cli.training.trainer import (
     Outcome,
     RunLog,
@@ -169,7 +169,7 @@ def build_member(cfg: DictConfig, run_dir: Path) -> Member:
     torch.manual_seed(cfg.seed)
     task = build_task(cfg, device)
     model = build_model(cfg.model, task)
-    apply_threads(cfg, model, device)
+    apply_threads(cfg.get("threads", "auto"), model, device)
     rescale(model, cfg.alpha)
     model.to(device).train()
     rng = rng_state(torch.Generator(device).manual_seed(cfg.seed))

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from grok_cli.errors import check
 from grok_cli.models import build_model, l2_norm, rescale
 from grok_cli.tasks import Split, TaskData, build_task
+from grok_cli.threads import apply_threads
 from grok_cli.training.checkpoint import (
     checkpoint_state,
     load_checkpoint,
@@ -43,7 +44,6 @@ from grok_cli.training.optim import build_optimizer
 from grok_cli.training.records import MetricsLog, metric_columns, read_metrics
 from grok_cli.training.signals import StopSignals, signal_name
 from grok_cli.training.stop import EarlyStop
-from grok_cli.training.threads import apply_threads
 
 log = logging.getLogger("grok")
 progress_log = logging.getLogger("grok.progress")
@@ -249,7 +249,7 @@ def build_session(cfg: DictConfig, run_dir: Path) -> Session:
     torch.manual_seed(cfg.seed)
     task = build_task(cfg, device)
     model = build_model(cfg.model, task)
-    apply_threads(cfg, model, device)
+    apply_threads(cfg.get("threads", "auto"), model, device)
     rescale(model, cfg.alpha)
     model.to(device).train()
     accelerate(model, cfg, device)
