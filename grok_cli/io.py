@@ -84,3 +84,18 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def read_yaml(path: Path, advice: str) -> Any:
+    """A YAML file grok wrote (a config record, a job's overrides); GrokError naming it, and
+    `advice`, when it cannot be parsed: a hand edit or a torn copy is refused in one line."""
+    from omegaconf import OmegaConf
+
+    from grok_cli.errors import GrokError
+
+    try:
+        return OmegaConf.load(path)
+    except Exception as err:  # yaml and OmegaConf raise several types
+        first_line = str(err).splitlines()[0] if str(err) else ""
+        raise GrokError(f"{path} is damaged ({type(err).__name__}: {first_line}); "
+                        f"{advice}") from None

@@ -23,7 +23,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from grok_cli.errors import GrokError, report_user_errors, stops_on_error
-from grok_cli.io import atomic_write, write_json, write_text
+from grok_cli.io import atomic_write, read_yaml, write_json, write_text
 
 log = logging.getLogger("grok")
 
@@ -120,15 +120,10 @@ def find_job_dirs(sweep_dir: Path) -> list[Path]:
 
 def read_overrides(job_dir: Path) -> list[str]:
     path = job_dir / OVERRIDES_FILE
-    try:
-        overrides = OmegaConf.load(path)
-    except Exception as err:  # yaml and OmegaConf raise several types
-        raise GrokError(f"{path} is damaged ({type(err).__name__}: "
-                        f"{str(err).splitlines()[0] if str(err) else ''}); restore it, or "
-                        "delete the job folder and run the sweep again") from None
+    advice = "restore it, or delete the job folder and run the sweep again"
+    overrides = read_yaml(path, advice)
     if overrides and not OmegaConf.is_list(overrides):
-        raise GrokError(f"{path} is damaged (not a list of overrides); restore it, or delete "
-                        "the job folder and run the sweep again")
+        raise GrokError(f"{path} is damaged (not a list of overrides); {advice}")
     return [str(item) for item in overrides] if overrides else []
 
 

@@ -247,7 +247,13 @@ def test_an_interrupted_run_in_a_sweep_like_folder_continues_by_its_line(
             os.kill(os.getpid(), signal.SIGINT)  # noted; the loop stops at the next step
 
     monkeypatch.setattr(trainer.RunLog, "write", interrupt)
-    result = grok_here("run", *ARGS, f"hydra.run.dir={hydra_quoted(str(run))}", cwd=tmp_path)
+    # A terminal's Ctrl-C: a test worker may have SIGINT ignored, which a run keeps ignored.
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        result = grok_here("run", *ARGS, f"hydra.run.dir={hydra_quoted(str(run))}",
+                           cwd=tmp_path)
+    finally:
+        signal.signal(signal.SIGINT, outer)
     assert result.returncode == 130, result.stderr
     monkeypatch.setattr(trainer.RunLog, "write", write)
     line = result.stderr.strip().splitlines()[-1]

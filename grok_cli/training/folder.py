@@ -32,7 +32,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from grok_cli.errors import GrokError, stops_on_error
-from grok_cli.io import write_text
+from grok_cli.io import read_yaml, write_text
 
 LOCK_FILE, OWNER_FILE, RECORD_DIR = ".grok.lock", ".grok.owner", ".hydra"
 RECORD = Path(RECORD_DIR) / "config.yaml"
@@ -190,12 +190,7 @@ class RunFolder:
 
 def read_record(path: Path) -> DictConfig:
     """A run folder's .hydra/config.yaml; GrokError naming it when it cannot be read."""
-    try:
-        record = OmegaConf.load(path)
-    except Exception as err:  # yaml and OmegaConf raise several types
-        raise GrokError(f"{path} is damaged ({type(err).__name__}: "
-                        f"{str(err).splitlines()[0] if str(err) else ''}); restore it from "
-                        "a copy") from None
+    record = read_yaml(path, "restore it from a copy")
     if not isinstance(record, DictConfig):
         raise GrokError(f"{path} is damaged (not a mapping of config keys); restore it from "
                         "a copy")
