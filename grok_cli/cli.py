@@ -46,7 +46,8 @@ SUBCOMMANDS = {
 }
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what any Unix tool exits with when its reader left
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
-ANALYSES = ("cds", "fourier", "pathways")
+# Every command but these two reads folders and writes an analysis folder of its own.
+ANALYSES = tuple(name for name in SUBCOMMANDS if name not in ("run", "sweep"))
 
 
 def usage() -> str:

@@ -167,6 +167,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, words):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and words in lines[0], lines
     assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "outputs").exists()  # nor Hydra's folder for the command's log
 
 
 def test_a_third_swept_key_is_refused(tmp_path):

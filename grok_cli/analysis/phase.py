@@ -22,6 +22,7 @@ from grok_cli.analysis.stepwise import threshold_column
 from grok_cli.errors import GrokError, bad_value, check, is_int, is_number, report_user_errors
 from grok_cli.io import write_json
 from grok_cli.sweep import find_job_dirs, override_values, read_overrides
+from grok_cli.threads import apply_threads, check_threads
 from grok_cli.training.records import first_step_reaching
 
 log = logging.getLogger(__name__)
@@ -149,12 +150,14 @@ def main(cfg: DictConfig) -> None:
 
     rule = read_rule(cfg)
     check(isinstance(cfg.plots, bool), "plots", cfg.plots, "true or false")
+    check_threads(cfg.threads)
     root, jobs = read_jobs(cfg)
     check_axes(cfg, root, jobs)
     rows = sorted((job_row(job, overrides, cfg, rule, root) for job, overrides in jobs),
                   key=lambda r: (_order((r[cfg.x], r[cfg.y])), str(r["seed"])))
     grid = cells(rows, cfg)
 
+    apply_threads(cfg.threads, None, "cpu")  # small per-job tables: no pool to size
     out = output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "phase.csv", rows)
