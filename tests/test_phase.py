@@ -147,6 +147,8 @@ BAD_INPUTS = [
     (["sweep_dir=foreign", "x=optimizer.lr", "y=weight_decay"], "none of its folders is a sweep"),
     (["sweep_dir=missing", "x=optimizer.lr", "y=weight_decay"], "sweep_dir='missing'"),
     (["sweep_dir=sweep", "x=alpha", "y=weight_decay"], "x='alpha'"),
+    (["sweep_dir='sweep/optimizer.lr=0.0001_weight_decay=0.1_seed=0'", "x=optimizer.lr",
+      "y=weight_decay"], "one run's folder"),
     (["sweep_dir=sweep", "x=optimizer.lr", "y=weight_decay"], "weight_decay has one value only"),
     (["sweep_dir=sweep", "x=optimizer.lr", "y=seed"], "y='seed'"),
     (["sweep_dir=sweep", "x=optimizer.lr", "y=optimizer.lr"], "y='optimizer.lr'"),

@@ -48,6 +48,9 @@ def read_jobs(cfg: DictConfig) -> tuple[Path, list[tuple[Path, dict[str, Any]]]]
     check(isinstance(root, str) and Path(root).is_dir(), "sweep_dir", root,
           "an existing sweep folder (grok sweep's hydra.sweep.dir)")
     jobs = find_job_dirs(Path(root))
+    if jobs == [Path(root)]:  # the folder itself holds the only overrides: one run
+        raise bad_value("sweep_dir", root, "a sweep folder: this is one run's folder (a "
+                        "phase diagram needs a grok sweep over two keys)")
     if not jobs:
         raise bad_value("sweep_dir", root, "a sweep folder: none of its folders is a sweep job "
                         "(a job holds .hydra/overrides.yaml)")
