@@ -114,8 +114,14 @@ def _run_hydra(command: str, config_name: str, target: str, args: list[str]) -> 
     import hydra
     from hydra._internal import utils as hydra_utils
 
-    multirun = command == "sweep" or "-m" in args or "--multirun" in args
-    dir_key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    # --cfg / --info print one composed config and run nothing: Hydra refuses them beside
+    # --multirun, so a sweep shows its job's config with the grid's keys as the grid gave them.
+    shows_config = any(flag in args for flag in ("-c", "--cfg", "-i", "--info"))
+    if shows_config and ("-m" in args or "--multirun" in args):
+        fail("-m and --cfg/--info cannot be combined: --cfg prints one job's config; "
+             "drop -m and give each key one value")
+    multirun = (command == "sweep" and not shows_config) or "-m" in args or "--multirun" in args
+    dir_key = "hydra.sweep.dir" if multirun or command == "sweep" else "hydra.run.dir"
     folder = _output_folder(config_name, dir_key, args)
     # Hydra reports every exception of its own phase (composing the config, creating the output
     # folder, logging into it) in several lines and exits 1; user mistakes get one line here.
@@ -125,7 +131,7 @@ def _run_hydra(command: str, config_name: str, target: str, args: list[str]) -> 
         return hydra_report(lambda: _report_mistakes(func, command, config_name,
                                                      {dir_key: folder}, blame=dir_key))
 
-    if command == "sweep":
+    if command == "sweep" and not shows_config:
         import grok_cli.sweep  # noqa: F401  registers the job-folder resolver of conf/sweep.yaml
 
         # conf/sweep.yaml sets hydra.mode=MULTIRUN, but Hydra reads it from a config composed

@@ -228,6 +228,9 @@ def _grid_without_multirun(err: BaseException, command: str, top_keys: list[str]
     found = re.match(r"Ambiguous value for argument '(.+?)'", str(err))
     if not found:
         return None
+    if command == "sweep":  # only --cfg / --info run a sweep's config without a multirun
+        return (f"{found.group(1)!r} is not allowed with --cfg/--info: they print one job's "
+                "config; give each key one value")
     return (f"{found.group(1)!r} is not allowed: a comma list is a grid: grok sweep ..., or "
             f"grok {command} -m ...; [a,b] for a list value, 'a,b' quoted for a string")
 

@@ -279,3 +279,17 @@ def test_hydra_full_error_shows_the_traceback(monkeypatch):
     with pytest.raises(Exception, match="alpah") as raised:
         cli.main(["run", "+alpah=10"])
     assert not isinstance(raised.value, SystemExit)
+
+
+def test_cfg_prints_a_sweeps_job_config_and_refuses_grids(tmp_path):
+    """`--cfg job` shows what a sweep's jobs get (Hydra refuses --cfg beside --multirun, which
+    `grok sweep` adds): a preset's values print; a comma list or -m is one line, exit 2."""
+    shown = grok_here("sweep", "sweep=phase_lr_wd", "--cfg", "job", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "steps: 3000" in shown.stdout.splitlines()  # conf/sweep/phase_lr_wd.yaml's
+    for args, words in ((["sweep", "seed=0,1", "--cfg", "job"], "with --cfg/--info"),
+                        (["run", "-m", "seed=0,1", "--cfg", "job"], "cannot be combined")):
+        refused = grok_here(*args, cwd=tmp_path)
+        assert refused.returncode == 2
+        assert refused.stderr.count("\n") == 1 and words in refused.stderr, refused.stderr
+    assert list(tmp_path.iterdir()) == []  # printing a config writes nothing
