@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import logging
 import sys
 from pathlib import Path
@@ -24,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from grok_cli.errors import GrokError, report_user_errors, stops_on_error
 from grok_cli.io import atomic_write, read_yaml, write_json, write_text
+from grok_cli.training.records import read_summary
 
 log = logging.getLogger("grok")
 
@@ -92,7 +92,10 @@ def record_lost_job(job_dir: Path, overrides: list[str], status: str, error: str
     steps, when it stopped at a checkpoint), so summary.csv shows it and a re-run continues it.
     A job cancelled before it started gets its folder's .hydra/overrides.yaml, which counts it."""
     summary_path = job_dir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    try:
+        summary = read_summary(summary_path) if summary_path.exists() else {}
+    except GrokError:  # a torn or damaged summary: the job's own record is lost anyway
+        summary = {}
     if summary.get("status") == "completed":
         return
     if summary.get("error"):

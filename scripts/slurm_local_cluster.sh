@@ -76,7 +76,7 @@ start() {
   write_conf
   rm -rf "$STATE"
   mkdir -p "$STATE/ctld" "$STATE/d" "$RUN" "$LOGS"
-  alive munged || start_munge
+  alive munged || { start_munge && touch "$RUN/munged.ours"; }  # stop ends only ours
   slurmctld -f "$CONF"
   slurmd -f "$CONF" -N localhost
   for _ in $(seq 60); do  # the node is up once it reports idle
@@ -93,6 +93,7 @@ start() {
 
 stop() {
   for daemon in slurmd slurmctld munged; do
+    if [[ $daemon == munged && ! -e $RUN/munged.ours ]]; then continue; fi  # not started here
     if alive "$daemon"; then
       pid=$(cat "$(pidfile "$daemon")")
       kill "$pid"
@@ -100,6 +101,7 @@ stop() {
     fi
     rm -f "$(pidfile "$daemon")"
   done
+  rm -f "$RUN/munged.ours"
 }
 
 case "${1:-}" in

@@ -204,3 +204,21 @@ def test_a_requeue_signal_checkpoints_and_the_job_resumes_at_that_step(tmp_path)
     run_log = (job_dir(sweep_dir, 0) / "run.log").read_text()
     assert f"checkpoints/last.pt at step {stopped.group(1)}" in run_log
     assert curves(job_dir(sweep_dir, 0)) == curves(job_dir(basic_sweep(tmp_path, 1500, "0"), 0))
+
+
+def test_a_purged_array_counts_as_left_the_queue_and_partitions_come_from_sbatchs_sources(
+        monkeypatch):
+    """squeue's "Invalid job id" (an array SLURM has purged) is an empty queue, not a busy
+    controller to ask again forever; the partition is read where sbatch reads it, and a list
+    of partitions is left to sbatch."""
+    from grok_cli.errors import GrokError
+    from grok_cli.launchers.slurm import check_partition, queue_states
+
+    assert queue_states("987654321") == {}
+    monkeypatch.setenv("SBATCH_PARTITION", "gpu")
+    with pytest.raises(GrokError, match=r"partition='gpu' is not allowed: one of "):
+        check_partition({"cpus_per_task": 1})
+    check_partition({"partition": f"gpu,{PARTITION}", "cpus_per_task": 1})  # sbatch decides
+    monkeypatch.delenv("SBATCH_PARTITION")
+    with pytest.raises(GrokError, match=r"partition='nope' is not allowed"):
+        check_partition({"additional_parameters": {"partition": "nope"}})

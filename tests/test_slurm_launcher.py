@@ -55,3 +55,10 @@ def test_a_completed_job_is_never_marked_lost(tmp_path):
     (tmp_path / "summary.json").write_text(json.dumps({"status": "completed"}))
     record_lost_job(tmp_path, ["seed=0"], "failed", "gone")
     assert json.loads((tmp_path / "summary.json").read_text()) == {"status": "completed"}
+
+
+def test_a_lost_job_with_a_torn_summary_is_recorded_not_a_traceback(tmp_path):
+    (tmp_path / "summary.json").write_text('{"status": "interr')  # killed mid-write by hand
+    record_lost_job(tmp_path, ["seed=0"], "failed", "SLURM job 7_0 ended NODE_FAIL")
+    assert json.loads((tmp_path / "summary.json").read_text()) == {
+        "status": "failed", "error": "SLURM job 7_0 ended NODE_FAIL"}

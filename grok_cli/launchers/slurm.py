@@ -22,6 +22,7 @@ import contextlib
 import io
 import logging
 import math
+import os
 import shlex
 import shutil
 import signal
@@ -51,10 +52,14 @@ SQUEUE_EVERY_S = 10.0
 # -> the launcher key to change.
 NEVER_REASONS = {"PartitionNodeLimit": "nodes", "PartitionTimeLimit": "timeout_min",
                  "PartitionConfig": "nodes, .cpus_per_task, .mem_gb or .gpus_per_node",
-                 "BadConstraints": "cpus_per_task, .mem_gb or .additional_parameters",
-                 "ReqNodeNotAvail": "partition"}
-WAITING_STATES = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD",
-                  "REQUEUE_FED", "RESIZING", "SUSPENDED", "STAGE_OUT", "SIGNALING"}
+                 "BadConstraints": "cpus_per_task, .mem_gb or .additional_parameters"}
+# (ReqNodeNotAvail is not among them: nodes down, drained or reserved come back.)
+# States of a task that will not run again; any other state (held, stopped, requeued...) waits.
+FINISHED_STATES = {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
+                   "BOOT_FAIL", "DEADLINE"}
+# A task squeue calls COMPLETED (or no longer lists) may have a result file that a network file
+# system shows late: it is waited for this long before the task counts as lost (as submitit).
+RESULT_GRACE_S = 30.0
 # Words of sbatch's refusals -> the launcher key to change.
 SBATCH_KEYS = (("generic resource", "gpus_per_node"), ("gres", "gpus_per_node"),
                ("account", "additional_parameters.account"), ("partition", "partition"),
@@ -120,7 +125,8 @@ class SlurmLauncher(SubmititSlurmLauncher):
                   f"hydra.sweep.dir={sweep_dir.resolve()} writes the table", file=sys.stderr)
             raise Interrupted(signal.SIGINT) from None
         except GrokError:
-            if not self.sweep_dir_existed:  # no job ran: a refused new sweep leaves no folder
+            started = any(job.paths.stdout.exists() for job in jobs)
+            if not self.sweep_dir_existed and not started:  # a refused new sweep: no folder
                 shutil.rmtree(sweep_dir, ignore_errors=True)
             raise
         return [self.outcome(job, list(overrides))
@@ -164,7 +170,7 @@ def wait_for(jobs: list[Any]) -> None:
     """Wait until every task has a result or has left the queue; refuse a request SLURM says
     it can never run (the array is cancelled then). Result files are looked for every second,
     squeue is asked every SQUEUE_EVERY_S (a shared controller should not be asked more)."""
-    waiting, asked = list(jobs), -math.inf
+    waiting, asked, ended = list(jobs), -math.inf, {}
     while waiting:
         waiting = [job for job in waiting if not job.paths.result_pickle.exists()]
         states = None
@@ -179,8 +185,12 @@ def wait_for(jobs: list[Any]) -> None:
                 subprocess.run(["scancel", array_id], check=False)
                 raise GrokError(f"SLURM can never start these jobs (squeue: {reason}): change "
                                 f"{KEY}.{never} (job array {array_id} was cancelled)")
-            if state not in WAITING_STATES:
-                waiting.remove(job)
+            if state is None or state in FINISHED_STATES:
+                ended.setdefault(job.job_id, time.monotonic())
+                # its result file may still show up (not so for a task that never started)
+                late = state == "COMPLETED" or (state is None and job.paths.stdout.exists())
+                if not late or time.monotonic() - ended[job.job_id] >= RESULT_GRACE_S:
+                    waiting.remove(job)
         if waiting:
             time.sleep(1)
 
@@ -190,8 +200,8 @@ def queue_states(array_id: str) -> dict[str, tuple[str, str]] | None:
     them; None when squeue does not answer (a busy controller: ask again later)."""
     done = subprocess.run(["squeue", "-h", "-r", "--states=all", "-j", array_id, "-o",
                            "%i|%T|%r"], capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        return None
+    if done.returncode != 0:  # purged after MinJobAge: every task has left the queue
+        return {} if "invalid job id" in done.stderr.lower() else None
     rows = (line.split("|", 2) for line in done.stdout.splitlines() if line.count("|") == 2)
     return {job_id: (state, reason) for job_id, state, reason in rows}
 
@@ -212,7 +222,11 @@ def sbatch_refusal(message: str) -> GrokError:
 
 def check_partition(params: dict[str, Any]) -> None:
     """Refuse, before submitting, a request larger than every node of the partition (sinfo)."""
-    partition = params.get("partition")
+    partition = (params.get("partition")
+                 or (params.get("additional_parameters") or {}).get("partition")
+                 or os.environ.get("SBATCH_PARTITION"))  # sbatch reads it too
+    if partition and "," in str(partition):
+        return  # several partitions: sbatch picks one that fits
     command = ["sinfo", "-h", "-o", "%P|%c|%m|%l|%G"]
     try:
         out = subprocess.run(command, capture_output=True, text=True, check=True).stdout

@@ -103,8 +103,11 @@ def _read_parquet(key: str, value: str) -> Any:
           "an existing .parquet file with 'image' and 'label' columns")
     try:
         with _quiet_datasets():
-            return datasets.load_dataset("parquet", data_files=str(path.resolve()),
-                                         split="train")
+            table = datasets.load_dataset("parquet", data_files=str(path.resolve()),
+                                          split="train")
+            if "image" in table.column_names:  # files without the hub's feature metadata
+                table = table.cast_column("image", datasets.Image())
+            return table
     except Exception as err:  # a damaged or foreign file
         raise GrokError(f"{key}={str(value)!r} could not be read as parquet: "
                         f"{type(err).__name__}") from None
