@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import logging
 import os
 import subprocess
@@ -167,3 +168,9 @@ def run_cfg():
             return compose(config_name="run", overrides=list(overrides))
 
     return compose_run
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    """A CSV the commands write (metrics.csv, summary.csv, an analysis table), as text rows."""
+    with Path(path).open(newline="") as handle:
+        return list(csv.DictReader(handle))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import grok
+from conftest import grok, read_rows
 from hydra import compose, initialize_config_dir
 
 from grok_cli.analysis.cds import main
@@ -102,11 +102,6 @@ def compose_cds(*overrides: str):
     """conf/cds.yaml composed in-process (Hydra's compose API): `main` runs without a process."""
     with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir())):
         return compose(config_name="cds", overrides=list(overrides))
-
-
-def read_rows(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as fh:
-        return list(csv.DictReader(fh))
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ values, a torn last row, and how the files are written. In-process (Hydra's comp
 from __future__ import annotations
 
 import ast
-import csv
 import json
 import logging
 import os
@@ -15,6 +14,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import read_rows
 from matplotlib.colors import to_hex
 from test_cds import compose_cds, write_run_folder
 
@@ -57,11 +57,6 @@ def run_cds(sweep: Path, out: Path, *overrides: str) -> dict:
     """`grok cds` in-process; returns cds.json."""
     cds.main(compose_cds(f"sweep_dir={sweep}", f"out_dir={out}", "plots=false", *overrides))
     return json.loads((out / "cds.json").read_text())
-
-
-def read_rows(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as fh:
-        return list(csv.DictReader(fh))
 
 
 def by_size(out: Path) -> dict[int, dict[str, str]]:

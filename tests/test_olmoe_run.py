@@ -6,12 +6,11 @@ One tiny `grok run` and the `grok pathways` over it go through the CLI entry poi
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import grok_in_process, logging_restored, torch_defaults
+from conftest import grok_in_process, logging_restored, read_rows, torch_defaults
 from omegaconf import OmegaConf
 from transformers import AutoModelForCausalLM, OlmoeForCausalLM
 
@@ -25,11 +24,6 @@ MOE = ["model=olmoe", "task.p=11", "model.hidden_size=32", "model.num_layers=2",
        "model.num_experts_per_tok=2", "eval_every=10", "ckpt_every=20", "save_every=20",
        "alpha=1", "progress=log"]
 STEPS = (0, 20, 40)
-
-
-def read_rows(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 @pytest.fixture(scope="module")

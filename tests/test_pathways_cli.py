@@ -7,7 +7,6 @@ the module and only read; each test writes under its own tmp_path.
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import read_rows
 from omegaconf import OmegaConf
 from test_pathways import tiny_olmoe
 from transformers import GPT2Config, GPT2LMHeadModel
@@ -44,11 +44,6 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "acc.csv").write_text("checkpoint,accuracy\nck0,0.1\nck1,0.3\nck2,0.2\n")
     (root / "no_tokens.jsonl").write_text('{"id": 1, "words": "hello"}\n')
     return root
-
-
-def read_rows(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 def test_end_to_end_outputs(workdir: Path, tmp_path: Path, grok_main, capsys) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import grok, grok_here
+from conftest import grok, grok_here, read_rows
 
 from grok_cli.analysis.phases import Rule, classify, majority
 
@@ -74,11 +74,6 @@ def make_sweep(root: Path, jobs: dict = JOBS, extra: list[str] = ()) -> Path:
                   None if train == "failed" else train, test, last)
     (sweep / "summary.csv").write_text("job\n")  # grok sweep's table: not a job
     return sweep
-
-
-def read_rows(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as fh:
-        return list(csv.DictReader(fh))
 
 
 @pytest.fixture(scope="module")

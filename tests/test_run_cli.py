@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
@@ -14,7 +13,7 @@ import time
 
 import pytest
 import torch
-from conftest import TINY, grok, grok_command, grok_env, grok_here
+from conftest import TINY, grok, grok_command, grok_env, grok_here, read_rows
 
 from grok_cli.analysis.runs import Run
 from grok_cli.errors import GrokError
@@ -22,11 +21,6 @@ from grok_cli.sweep import find_job_dirs
 from grok_cli.training.records import COLUMNS, first_step, read_metrics
 from grok_cli.training.run import run_experiment
 from grok_cli.training.trainer import metrics_rows
-
-
-def read_rows(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def test_run_writes_a_complete_run_folder(tmp_path):
