@@ -1,0 +1,36 @@
+"""The one way a config choice becomes code.
+
+Every group file that picks code (`conf/model/gpt.yaml`, `conf/task/modadd.yaml`, a lever's
+file, an analysis command's config) names its builder in `_target_`, a dotted path
+`package.module.function`. `build` imports that module only when the choice is built, so a run
+loads only its own model's and task's code and `grok --help` stays instant, and calls the
+builder with the group's config node first. A user's own module works the same way
+(`model._target_=mypkg.mymodel.build`): nothing in grok lists the choices.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from omegaconf import DictConfig
+
+from grok_cli.errors import bad_value
+
+
+def resolve(key: str, target: object) -> Any:
+    """The function a `_target_` names; a target that does not import is one line naming `key`."""
+    module, _, name = str(target).rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as err:
+        if isinstance(err, ModuleNotFoundError) and err.name and not module.startswith(err.name):
+            raise  # the target's module exists but a library it needs is missing: not a typo
+        raise bad_value(f"{key}._target_", target,
+                        "a function as package.module.function that imports") from None
+
+
+def build(key: str, node: DictConfig, *args: Any, **kwargs: Any) -> Any:
+    """Call the builder named by `node._target_` with `node` and the rest; `key` is the node's
+    place in the run config (`model`, `task`, …) for the error line."""
+    return resolve(key, node.get("_target_"))(node, *args, **kwargs)
