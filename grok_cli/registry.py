@@ -4,13 +4,16 @@ Every group file that picks code (`conf/model/gpt.yaml`, `conf/task/modadd.yaml`
 file, an analysis command's config) names its builder in `_target_`, a dotted path
 `package.module.function`. `build` imports that module only when the choice is built, so a run
 loads only its own model's and task's code and `grok --help` stays instant, and calls the
-builder with the group's config node first. A user's own module works the same way
+builder with the group's config node first. The builder's module may hold the group's
+value checks as `check_config(node)`: `check` runs them before anything is built, and the
+builder trusts them. A user's own module works the same way
 (`model._target_=mypkg.mymodel.build`): nothing in grok lists the choices.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any
 
 from omegaconf import DictConfig
@@ -34,3 +37,12 @@ def build(key: str, node: DictConfig, *args: Any, **kwargs: Any) -> Any:
     """Call the builder named by `node._target_` with `node` and the rest; `key` is the node's
     place in the run config (`model`, `task`, …) for the error line."""
     return resolve(key, node.get("_target_"))(node, *args, **kwargs)
+
+
+def check(key: str, node: DictConfig) -> None:
+    """Run `check_config(node)` of the module of the builder that `node._target_` names, if it
+    has one: the group's values checked alone, before anything is built."""
+    builder = resolve(key, node.get("_target_"))
+    checker = getattr(sys.modules[builder.__module__], "check_config", None)
+    if checker is not None:
+        checker(node)

@@ -97,7 +97,7 @@ def test_each_model_is_read_on_the_grid(tmp_path, run_cfg, model):
     run = fourier_command.load_run(folder, folder)
     net = build_model(run.cfg.model, run.task).eval()
     net.load_state_dict(torch.load(run.snapshots[0], weights_only=True)["model"])
-    read = fourier_command.readout(net, run.cfg.model.name)
+    read = fourier_command.readout(net)
     logits, acts = fourier_command.run_grid(net, read, run.grid_x)
     assert torch.equal(run.grid_x[run.train_rows], run.task.train.x)
     assert torch.equal(run.grid_y[run.test_rows], run.task.test.y)
@@ -117,7 +117,8 @@ def test_each_model_is_read_on_the_grid(tmp_path, run_cfg, model):
 @pytest.mark.parametrize(("overrides", "message"), [
     (["task.op=mul"], "task.op='mul' is not allowed: add or sub"),
     (["task=s5"], "task.name='s5' is not allowed: modadd"),
-    (["model=lstm"], "model.name='lstm' is not allowed: one of nanda, gpt, gpt2"),
+    (["model=lstm"], "model.name='lstm' is not allowed: a model with the read-out points "
+                     "embed, unembed, blocks.0.mlp.hidden"),
     (["task.nonzero_b=true"], "task.nonzero_b=true is not allowed"),
 ])
 def test_runs_it_cannot_analyse_get_one_line(tmp_path, run_cfg, capsys, overrides, message):

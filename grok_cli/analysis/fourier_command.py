@@ -1,7 +1,7 @@
 """`grok fourier run_dir=RUN`: Fourier progress measures of modular-addition runs, per snapshot.
 
-Flow: find the runs under run_dir -> check each (task modadd, op add/sub, model nanda/gpt/gpt2,
-snapshots or a last checkpoint) before anything is written -> per run: rebuild the task from
+Flow: find the runs under run_dir -> check each (task modadd, op add/sub, a model with the
+read-out points it needs (models/base.py: embed, unembed, blocks.0.mlp.hidden), snapshots or a last checkpoint) before anything is written -> per run: rebuild the task from
 its .hydra/config.yaml, run every snapshot on the full p × p grid (logits and the first MLP
 layer's hidden activation at the answer position), find the key frequencies at the last
 snapshot, then the measures of every snapshot (fourier.py) -> fourier.csv, fourier.json, PNGs.
@@ -12,15 +12,12 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -30,6 +27,7 @@ from grok_cli.analysis.runs import Run, find_run_dirs, metric_arrays
 from grok_cli.errors import GrokError, check, is_number, report_user_errors
 from grok_cli.io import write_json
 from grok_cli.models import build_model
+from grok_cli.models.base import GrokModel
 from grok_cli.tasks import TaskData, build_task
 from grok_cli.tasks.modadd import equations
 from grok_cli.threads import apply_threads, check_threads
@@ -38,7 +36,8 @@ from grok_cli.training.device import check_device, resolve_device
 
 log = logging.getLogger(__name__)
 
-MODELS = ("nanda", "gpt", "gpt2")
+# The named read-out points it reads (models/base.py): no model is known here by its name.
+POINTS = ("embed", "unembed", "blocks.0.mlp.hidden")
 OPS = {"add": 1, "sub": -1}  # op -> the sign of b in the circuit's a ± b
 COLUMNS = ["run", "step", "train_loss", "train_acc", "test_loss", "test_acc", "restricted_loss",
            "excluded_loss", "gini_W_E", "gini_W_U", "key_share", "sum_sq_weights"]
@@ -127,12 +126,14 @@ def load_run(path: Path, root: Path) -> RunInput:
           f"add or sub: the Fourier circuit is defined for them{where}")
     check(not task.get("nonzero_b", False), "task.nonzero_b", True,
           f"false: the analysis needs the full p × p grid{where}")
-    check(cfg.model.name in MODELS, "model.name", cfg.model.name,
-          f"one of {', '.join(MODELS)} (a model whose embedding, logits and MLP it reads){where}")
     snapshots = find_snapshots(path)
     p, fmt = int(task.p), task.get("format", "cds")
     seqs = equations(p, task.op, fmt)
     data = build_task(cfg, "cpu")
+    has = build_model(cfg.model, data).points()
+    check(all(point in has for point in POINTS), "model.name", cfg.model.name,
+          f"a model with the read-out points {', '.join(POINTS)} (models/base.py; this one "
+          f"has {', '.join(has) or 'none'}){where}")
     grid_x = seqs[:, :-1]
     return RunInput(path, name, cfg, p, OPS[task.op], grid_x, seqs[:, -1],
                     grid_rows(data.train.x, p, fmt), grid_rows(data.test.x, p, fmt), data,
@@ -177,48 +178,23 @@ def load_state(path: Path, cfg: DictConfig) -> tuple[int, dict[str, torch.Tensor
 class Readout:
     W_E: torch.Tensor  # [V, d]: rows 0..p-1 are the residues in every format
     W_U: torch.Tensor  # [d, C]: columns 0..p-1 are the residue answers
-    mlp: nn.Module  # the first layer's module whose hook gives the MLP hidden activation
-    hidden: Callable[[tuple[torch.Tensor, ...], torch.Tensor], torch.Tensor]
+    model: GrokModel  # whose blocks.0.mlp.hidden is the MLP hidden activation
 
 
-def readout(model: nn.Module, name: str) -> Readout:
-    """Where each model keeps its embedding, unembedding and first MLP (see models/)."""
-    if name == "nanda":
-        mlp = model.blocks[0].mlp
-        return Readout(model.embed.W_E, model.unembed.W_U, mlp,
-                       lambda inputs, _: F.relu(inputs[0] @ mlp.W_in + mlp.b_in))
-    gpt = model.lm.transformer
-    block_mlp = gpt.h[0].mlp
-    embed = gpt.tokens_embed if name == "gpt" else gpt.wte
-    # c_fc's output through the MLP's activation: the fast path of model=gpt calls c_fc but
-    # not the act module, so the hook sits on c_fc.
-    return Readout(embed.weight, model.lm.lm_head.weight.T, block_mlp.c_fc,
-                   lambda _, output: block_mlp.act(output))
-
-
-@contextmanager
-def capture(read: Readout) -> Iterator[list[torch.Tensor]]:
-    """The MLP hidden activation at the answer (last) position, one tensor per forward."""
-    seen: list[torch.Tensor] = []
-
-    def hook(_: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        hidden = read.hidden(inputs, output)
-        seen.append(hidden[:, -1] if hidden.dim() == 3 else hidden)
-
-    handle = read.mlp.register_forward_hook(hook)
-    try:
-        yield seen
-    finally:
-        handle.remove()
+def readout(model: GrokModel) -> Readout:
+    """The model's embedding, unembedding and first MLP, by their read-out names."""
+    return Readout(model.weight("embed"), model.weight("unembed"), model)
 
 
 @torch.no_grad()
 def run_grid(model: nn.Module, read: Readout, grid_x: torch.Tensor
              ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits [p², C] and MLP activations [p², m] over the whole grid, in one forward."""
-    with capture(read) as seen:
+    """Logits [p², C] and MLP activations [p², m] at the answer (last) position over the whole
+    grid, in one forward."""
+    with read.model.capture(POINTS[2]) as seen:
         logits = model(grid_x).float()
-    return logits, seen[-1]
+    hidden = seen[-1]
+    return logits, hidden[:, -1] if hidden.dim() == 3 else hidden
 
 
 # ---------------------------------------------------------------- the measures
@@ -250,7 +226,7 @@ def analyse(run: RunInput, settings: Settings) -> dict[str, Any]:
     """Every snapshot's measures, with the key frequencies of the last (or the user's)."""
     began = time.perf_counter()
     model = build_model(run.cfg.model, run.task).to(settings.device).eval()
-    read = readout(model, run.cfg.model.name)
+    read = readout(model)
 
     def load(snapshot: Path) -> int:
         step, weights = load_state(snapshot, run.cfg)

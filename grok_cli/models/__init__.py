@@ -1,47 +1,35 @@
 """Model builders, one file per `model=` choice (gpt.py, gpt2.py, nanda.py, bert.py, mlp.py,
-onehot_mlp.py, lstm.py, olmoe.py; image_mlp.py reads pixels):
-HF configs -> modules mapping token ids [B, T] to logits [B, n_classes].
+onehot_mlp.py, lstm.py, olmoe.py, image_mlp.py), each named by its config file's `_target_`.
 
-Every builder takes the model config group and the task and returns an nn.Module whose
-forward is `(x, mask=None) -> logits`. `rescale` applies the grokking configuration's α.
+Every builder takes the model config group and the task and returns a `GrokModel`
+(models/base.py: forward `(x, mask=None) -> logits`, and what the loop and the analyses may
+use besides). A module's `check_config(cfg)` checks the group's values before anything is
+built (registry.check); its builder checks only what needs the task. `rescale` applies
+the grokking configuration's α.
 """
 
 from __future__ import annotations
-
-import importlib
 
 import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from grok_cli.errors import bad_value, check_choice
+from grok_cli import registry
+from grok_cli.errors import check
+from grok_cli.models.base import GrokModel
 from grok_cli.tasks import TaskData
 
-# model.name -> its file and builder, imported when built: a run loads only its own model's
-# transformers code (importing every model's took seconds of each command's start).
-MODELS: dict[str, str] = {
-    "gpt": "gpt:build_gpt",
-    "gpt2": "gpt2:build_gpt2",
-    "nanda": "nanda:build_nanda",
-    "olmoe": "olmoe:build_olmoe",
-    "bert": "bert:build_bert",
-    "mlp": "mlp:build_mlp",
-    "onehot_mlp": "onehot_mlp:build_onehot_mlp",
-    "lstm": "lstm:build_lstm",
-    "image_mlp": "image_mlp:build_image_mlp",
-}
-IMAGE_MODELS = {"image_mlp"}  # read pixels (task=mnist, digits); every other model, token ids
 
-
-def build_model(model_cfg: DictConfig, task: TaskData) -> nn.Module:
-    check_choice("model.name", model_cfg.name, MODELS)
-    image_model = model_cfg.name in IMAGE_MODELS
-    if image_model != (task.kind == "image"):
-        raise bad_value("model", model_cfg.name, "model=image_mlp for an image task (task=mnist, "
-                        "digits)" if not image_model else "a token model for this task (image_mlp "
-                        "reads pixels: task=mnist or task=digits)")
-    module, builder = MODELS[model_cfg.name].split(":")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), builder)(model_cfg, task)
+def build_model(model_cfg: DictConfig, task: TaskData) -> GrokModel:
+    """The model of `model_cfg` for `task`, its values checked (again, for callers that did
+    not validate the run config: cheap and pure)."""
+    registry.check("model", model_cfg)
+    pixels = model_cfg.get("reads", "tokens") == "pixels"  # the pairing: what x holds
+    check(pixels == (task.kind == "image"), "model", model_cfg.name,
+          "a token model for this task (model=image_mlp reads pixels: task=mnist or "
+          "task=digits)" if pixels else "an image model (model=image_mlp) for an image task "
+          "(task=mnist, digits)")
+    return registry.build("model", model_cfg, task)
 
 
 @torch.no_grad()

@@ -7,11 +7,12 @@ from omegaconf import DictConfig
 from torch import nn
 from transformers import BertConfig, BertForSequenceClassification
 
-from grok_cli.models.checks import check_transformer_shape
+from grok_cli.models.base import GrokModel, Hook, blocks_mlp, hook_input, hook_output
+from grok_cli.models.checks import check_positions, check_transformer_shape
 from grok_cli.tasks import TaskData
 
 
-class EncoderClassifier(nn.Module):
+class EncoderClassifier(GrokModel):
     """BERT encoder + its pooler and classification head, returning logits only.
 
     On a modular task (kind "lm") it classifies the answer from the pooled first position,
@@ -25,9 +26,23 @@ class EncoderClassifier(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         return self.bert(input_ids=x, attention_mask=mask).logits
 
+    def weights(self) -> dict[str, torch.Tensor]:
+        return {"embed": self.bert.bert.embeddings.word_embeddings.weight,
+                "unembed": self.bert.classifier.weight.T}  # on the pooled first position
+
+    def activations(self) -> dict[str, Hook]:
+        return blocks_mlp(self.bert.bert.encoder.layer, lambda layer: {
+            "in": hook_input(layer.intermediate),
+            "hidden": hook_output(layer.intermediate),  # dense, then the activation
+            "out": hook_output(layer.output.dense)})
+
+
+def check_config(cfg: DictConfig) -> None:
+    check_transformer_shape(cfg)
+
 
 def bert_config(cfg: DictConfig, task: TaskData) -> BertConfig:
-    check_transformer_shape(cfg, task)
+    check_positions(cfg, task)
     return BertConfig(
         vocab_size=task.vocab_size,
         hidden_size=cfg.hidden_size,
@@ -45,5 +60,5 @@ def bert_config(cfg: DictConfig, task: TaskData) -> BertConfig:
     )
 
 
-def build_bert(cfg: DictConfig, task: TaskData) -> nn.Module:
+def build_bert(cfg: DictConfig, task: TaskData) -> EncoderClassifier:
     return EncoderClassifier(BertForSequenceClassification(bert_config(cfg, task)))

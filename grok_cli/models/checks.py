@@ -18,11 +18,15 @@ def check_sizes(cfg: DictConfig, keys: tuple[str, ...]) -> None:
           "a probability in [0, 1)")
 
 
-def check_transformer_shape(cfg: DictConfig, task: TaskData) -> None:
-    """Layers, width and heads usable by an HF transformer, and positions for the input."""
+def check_transformer_shape(cfg: DictConfig) -> None:
+    """Layers, width and heads usable by an HF transformer."""
     check_sizes(cfg, ("hidden_size", "num_heads", "num_layers"))
     check(cfg.hidden_size % cfg.num_heads == 0, "model.num_heads", cfg.num_heads,
           f"a positive divisor of model.hidden_size ({cfg.hidden_size})")
+
+
+def check_positions(cfg: DictConfig, task: TaskData) -> None:
+    """Position embeddings for the task's (padded) input length."""
     length = task.train.x.shape[1]
     max_positions = cfg.get("max_positions", length)
     check(max_positions >= length, "model.max_positions", max_positions,

@@ -14,11 +14,12 @@ from transformers import OpenAIGPTConfig, OpenAIGPTLMHeadModel
 from transformers.activations import NewGELUActivation
 from transformers.models.openai.modeling_openai import Block
 
-from grok_cli.models.checks import check_causal_task, check_transformer_shape
+from grok_cli.models.base import GrokModel, Hook, blocks_mlp, hook_input, hook_output
+from grok_cli.models.checks import check_causal_task, check_positions, check_transformer_shape
 from grok_cli.tasks import TaskData
 
 
-class DecoderAnswer(nn.Module):
+class DecoderAnswer(GrokModel):
     """A causal LM whose logits are read at the last input position only.
 
     The loss of the Critical Data Size recipe is on the answer token alone (labels -100
@@ -57,6 +58,17 @@ class DecoderAnswer(nn.Module):
         key, value = _conv1d(hidden, c_attn, n, 2 * n), _conv1d(hidden, c_attn, 2 * n, 3 * n)
         scores = _scores(query, key, last.attn.n_head)
         return self.lm.lm_head(last_position(last, x_last, scores, value, additive))
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        return {"embed": self.lm.transformer.tokens_embed.weight,
+                "unembed": self.lm.lm_head.weight.T}
+
+    def activations(self) -> dict[str, Hook]:
+        # On c_fc and c_proj: the fast path calls them, not the MLP module or its act.
+        return blocks_mlp([block.mlp for block in self.lm.transformer.h], lambda mlp: {
+            "in": hook_input(mlp.c_fc),
+            "hidden": (mlp.c_fc, lambda _, output: mlp.act(output)),
+            "out": hook_output(mlp.c_proj)})
 
     def _one_block_by_table(self, x: torch.Tensor, positions: torch.Tensor, block: Block,
                             additive: torch.Tensor | None) -> torch.Tensor:
@@ -142,9 +154,13 @@ def _activation(act: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     return partial(F.gelu, approximate="tanh") if isinstance(act, NewGELUActivation) else act
 
 
-def build_gpt(cfg: DictConfig, task: TaskData) -> nn.Module:
+def check_config(cfg: DictConfig) -> None:
+    check_transformer_shape(cfg)
+
+
+def build_gpt(cfg: DictConfig, task: TaskData) -> DecoderAnswer:
     check_causal_task(cfg, task)
-    check_transformer_shape(cfg, task)
+    check_positions(cfg, task)
     config = OpenAIGPTConfig(
         vocab_size=task.vocab_size,
         n_positions=cfg.max_positions,

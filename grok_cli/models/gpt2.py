@@ -35,11 +35,12 @@ from transformers import GPT2Config, GPT2LMHeadModel
 from transformers.activations import ACT2FN
 
 from grok_cli.errors import check, check_choice
-from grok_cli.models.checks import check_causal_task, check_transformer_shape
+from grok_cli.models.base import GrokModel, Hook, blocks_mlp, hook_input, hook_output
+from grok_cli.models.checks import check_causal_task, check_positions, check_transformer_shape
 from grok_cli.tasks import TaskData
 
 
-class LastPosition(nn.Module):
+class LastPosition(GrokModel):
     """An HF causal LM's logits at the last input position, from its full forward."""
 
     def __init__(self, lm: GPT2LMHeadModel) -> None:
@@ -49,6 +50,15 @@ class LastPosition(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         hidden = self.lm.transformer(input_ids=x, attention_mask=mask).last_hidden_state
         return self.lm.lm_head(hidden[:, -1])
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        return {"embed": self.lm.transformer.wte.weight, "unembed": self.lm.lm_head.weight.T}
+
+    def activations(self) -> dict[str, Hook]:
+        return blocks_mlp([block.mlp for block in self.lm.transformer.h], lambda mlp: {
+            "in": hook_input(mlp.c_fc),
+            "hidden": (mlp.c_fc, lambda _, output: mlp.act(output)),
+            "out": hook_output(mlp.c_proj)})
 
 
 @torch.no_grad()
@@ -86,14 +96,18 @@ def _normalize_input(block: nn.Module, args: tuple) -> tuple:
     return (block.ln_in(args[0]), *args[1:])
 
 
-def build_gpt2(cfg: DictConfig, task: TaskData) -> nn.Module:
-    check_causal_task(cfg, task)
-    check_transformer_shape(cfg, task)
+def check_config(cfg: DictConfig) -> None:
+    check_transformer_shape(cfg)
     check(isinstance(cfg.tie_embeddings, bool), "model.tie_embeddings", cfg.tie_embeddings,
           "true (lm_head shares the token embedding) or false (a separate head, as Grokfast)")
     check_choice("model.activation", cfg.activation, sorted(ACT2FN))
     check_choice("model.init", cfg.init, ("hf", "torch"))
     check_choice("model.block", cfg.block, ("pre_ln", "grokfast"))
+
+
+def build_gpt2(cfg: DictConfig, task: TaskData) -> LastPosition:
+    check_causal_task(cfg, task)
+    check_positions(cfg, task)
     config = GPT2Config(
         vocab_size=task.vocab_size,
         n_positions=cfg.max_positions,

@@ -9,11 +9,12 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from grok_cli.models.base import GrokModel
 from grok_cli.models.checks import check_sizes
 from grok_cli.tasks import TaskData
 
 
-class ImageMLP(nn.Module):
+class ImageMLP(GrokModel):
     def __init__(self, pixels: int, n_classes: int, cfg: DictConfig) -> None:
         super().__init__()
         layers: list[nn.Module] = []
@@ -27,7 +28,13 @@ class ImageMLP(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         return self.mlp(x)
 
+    def weights(self) -> dict[str, torch.Tensor]:
+        return {"unembed": self.mlp[-1].weight.T}
 
-def build_image_mlp(cfg: DictConfig, task: TaskData) -> nn.Module:
+
+def check_config(cfg: DictConfig) -> None:
     check_sizes(cfg, ("hidden_size", "num_layers"))
+
+
+def build_image_mlp(cfg: DictConfig, task: TaskData) -> ImageMLP:
     return ImageMLP(task.train.x.shape[1], task.n_classes, cfg)

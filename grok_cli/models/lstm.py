@@ -10,11 +10,12 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from grok_cli.models.base import GrokModel
 from grok_cli.models.checks import check_baseline_sizes
 from grok_cli.tasks import TaskData
 
 
-class LSTMClassifier(nn.Module):
+class LSTMClassifier(GrokModel):
     """Embeddings -> LSTM -> linear, read at the last real token (the mask's last 1)."""
 
     def __init__(self, vocab_size: int, n_classes: int, cfg: DictConfig) -> None:
@@ -34,7 +35,12 @@ class LSTMClassifier(nn.Module):
             last = out[torch.arange(len(out), device=out.device), index]
         return self.head(self.dropout(last))
 
+    def weights(self) -> dict[str, torch.Tensor]:
+        return {"embed": self.embed.weight, "unembed": self.head.weight.T}
 
-def build_lstm(cfg: DictConfig, task: TaskData) -> nn.Module:
-    check_baseline_sizes(cfg)
+
+check_config = check_baseline_sizes
+
+
+def build_lstm(cfg: DictConfig, task: TaskData) -> LSTMClassifier:
     return LSTMClassifier(task.vocab_size, task.n_classes, cfg)

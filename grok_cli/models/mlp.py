@@ -10,11 +10,12 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from grok_cli.models.base import GrokModel
 from grok_cli.models.checks import check_baseline_sizes
 from grok_cli.tasks import TaskData
 
 
-class MLPClassifier(nn.Module):
+class MLPClassifier(GrokModel):
     """Token embeddings of all T positions concatenated, then `num_layers` hidden layers."""
 
     def __init__(self, vocab_size: int, length: int, n_classes: int, cfg: DictConfig) -> None:
@@ -34,7 +35,12 @@ class MLPClassifier(nn.Module):
             emb = emb * mask.unsqueeze(-1).to(emb.dtype)
         return self.mlp(emb.flatten(1))
 
+    def weights(self) -> dict[str, torch.Tensor]:
+        return {"embed": self.embed.weight, "unembed": self.mlp[-1].weight.T}
 
-def build_mlp(cfg: DictConfig, task: TaskData) -> nn.Module:
-    check_baseline_sizes(cfg)
+
+check_config = check_baseline_sizes
+
+
+def build_mlp(cfg: DictConfig, task: TaskData) -> MLPClassifier:
     return MLPClassifier(task.vocab_size, task.train.x.shape[1], task.n_classes, cfg)

@@ -36,7 +36,8 @@ from omegaconf import DictConfig
 from torch import nn
 
 from grok_cli.errors import check
-from grok_cli.models.checks import check_causal_task, check_transformer_shape
+from grok_cli.models.base import GrokModel, Hook, blocks_mlp, hook_input, hook_output
+from grok_cli.models.checks import check_causal_task, check_positions, check_transformer_shape
 from grok_cli.tasks import TaskData
 
 
@@ -128,7 +129,7 @@ class Unembed(nn.Module):
         self.W_U = _normal(d_model, classes, std=1 / math.sqrt(vocab))
 
 
-class NandaTransformer(nn.Module):
+class NandaTransformer(GrokModel):
     """Token ids [B, T] -> logits [B, C] at the last position."""
 
     def __init__(self, vocab: int, classes: int, length: int, cfg: DictConfig) -> None:
@@ -152,6 +153,16 @@ class NandaTransformer(nn.Module):
         resid = last(resid, mask, last_only=self.fast)
         return resid[:, -1] @ self.unembed.W_U
 
+    def weights(self) -> dict[str, torch.Tensor]:
+        return {"embed": self.embed.W_E, "unembed": self.unembed.W_U}
+
+    def activations(self) -> dict[str, Hook]:
+        return blocks_mlp(self.blocks, lambda block: {
+            "in": hook_input(block.mlp),
+            "hidden": (block.mlp, lambda inputs, _, mlp=block.mlp:
+                       F.relu(inputs[0] @ mlp.W_in + mlp.b_in)),
+            "out": hook_output(block.mlp)})
+
     def _one_block_by_table(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """The one block's output at the last position [B, 1, d], its keys and values read
         from (position, token) tables: in one layer they depend on that pair alone, so each
@@ -165,9 +176,13 @@ class NandaTransformer(nn.Module):
         return block.at(F.embedding(rows[:, -1:], table), k, v, mask)[:, 0]
 
 
-def build_nanda(cfg: DictConfig, task: TaskData) -> nn.Module:
-    check_causal_task(cfg, task)
-    check_transformer_shape(cfg, task)
+def check_config(cfg: DictConfig) -> None:
+    check_transformer_shape(cfg)
     check(isinstance(cfg.mlp_size, int) and cfg.mlp_size > 0, "model.mlp_size", cfg.mlp_size,
           "a positive integer")
+
+
+def build_nanda(cfg: DictConfig, task: TaskData) -> NandaTransformer:
+    check_causal_task(cfg, task)
+    check_positions(cfg, task)
     return NandaTransformer(task.vocab_size, task.n_classes, task.train.x.shape[1], cfg)

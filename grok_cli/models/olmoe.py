@@ -20,11 +20,12 @@ from transformers.utils import logging as hf_logging
 
 from grok_cli.errors import check, is_number
 from grok_cli.io import atomic_directory
-from grok_cli.models.checks import check_causal_task, check_transformer_shape
+from grok_cli.models.base import GrokModel, Hook, blocks_mlp, hook_input, hook_output
+from grok_cli.models.checks import check_causal_task, check_positions, check_transformer_shape
 from grok_cli.tasks import TaskData
 
 
-class MoEAnswer(nn.Module):
+class MoEAnswer(GrokModel):
     """An OLMoE causal LM whose logits are read at the last input position only.
 
     As in `DecoderAnswer` (GPT), the loss is on the answer token alone, so only the last
@@ -53,7 +54,20 @@ class MoEAnswer(nn.Module):
         aux, self.aux_loss = self.aux_loss, None
         return 0.0 if aux is None else aux
 
-    def save_step(self, path: Path) -> None:
+    @property
+    def noisy(self) -> bool:
+        """OLMoE's attention dropout is a float in its config, not an nn.Dropout module."""
+        return self.lm.config.attention_dropout > 0 or super().noisy
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        return {"embed": self.lm.model.embed_tokens.weight, "unembed": self.lm.lm_head.weight.T}
+
+    def activations(self) -> dict[str, Hook]:
+        # The MoE feed-forward as a whole: its experts' neurons are no one hidden layer.
+        return blocks_mlp([layer.mlp for layer in self.lm.model.layers], lambda moe: {
+            "in": hook_input(moe), "out": (moe, lambda _, output: _first(output))})
+
+    def save_step(self, path: Path) -> bool:
         """Write `path` as a save_pretrained folder (safetensors), atomically: a kill
         mid-write never leaves a half snapshot under the final name (the hidden temporary
         name is one `step_*` globs skip)."""
@@ -62,6 +76,12 @@ class MoEAnswer(nn.Module):
         with _quiet_progress(), atomic_directory(path) as tmp:  # no "Writing shards" bar
             self.lm.save_pretrained(tmp, safe_serialization=True)
             write_digests(tmp)  # safetensors has no checksum: grok pathways verifies these
+        return True
+
+
+def _first(output: torch.Tensor | tuple) -> torch.Tensor:
+    """The hidden states of an MoE block's output (some versions add the router logits)."""
+    return output[0] if isinstance(output, tuple) else output
 
 
 @contextmanager
@@ -98,12 +118,16 @@ def olmoe_config(cfg: DictConfig, vocab_size: int) -> OlmoeConfig:
     )
 
 
-def build_olmoe(cfg: DictConfig, task: TaskData) -> nn.Module:
-    check_causal_task(cfg, task)
-    check_transformer_shape(cfg, task)
+def check_config(cfg: DictConfig) -> None:
+    check_transformer_shape(cfg)
     check(0 < cfg.num_experts_per_tok <= cfg.num_experts, "model.num_experts_per_tok",
           cfg.num_experts_per_tok, f"an integer from 1 to model.num_experts ({cfg.num_experts})")
     check(is_number(cfg.router_aux_loss_coef) and cfg.router_aux_loss_coef >= 0,
           "model.router_aux_loss_coef", cfg.router_aux_loss_coef,
           "a number >= 0 (0: no load-balancing loss; OLMoE trains with 0.01)")
+
+
+def build_olmoe(cfg: DictConfig, task: TaskData) -> MoEAnswer:
+    check_causal_task(cfg, task)
+    check_positions(cfg, task)
     return MoEAnswer(OlmoeForCausalLM(olmoe_config(cfg, task.vocab_size)))

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from grok_cli.errors import check
+from grok_cli.models.base import GrokModel
 from grok_cli.tasks import TaskData
 
 
-class OneHotMLP(nn.Module):
+class OneHotMLP(GrokModel):
     def __init__(self, columns: torch.Tensor, vocab: int, classes: int, cfg: DictConfig) -> None:
         super().__init__()
         self.register_buffer("columns", columns, persistent=False)
@@ -36,12 +37,20 @@ class OneHotMLP(nn.Module):
         codes = F.one_hot(x[:, self.columns], self.vocab).flatten(1)
         return self.mlp(codes.to(self.mlp[0].weight.dtype))
 
+    def weights(self) -> dict[str, torch.Tensor]:
+        return {"unembed": self.mlp[-1].weight.T}
 
-def build_onehot_mlp(cfg: DictConfig, task: TaskData) -> nn.Module:
+
+def check_config(cfg: DictConfig) -> None:
     sizes = cfg.hidden_sizes
-    check(len(sizes) > 0 and all(isinstance(n, int) and n > 0 for n in sizes),
-          "model.hidden_sizes", list(sizes), "a non-empty list of positive integers")
+    check(OmegaConf.is_list(sizes) and len(sizes) > 0
+          and all(isinstance(n, int) and n > 0 for n in sizes), "model.hidden_sizes",
+          OmegaConf.to_container(sizes) if OmegaConf.is_list(sizes) else sizes,
+          "a non-empty list of positive integers")
     check(isinstance(cfg.bias, bool), "model.bias", cfg.bias, "true or false")
+
+
+def build_onehot_mlp(cfg: DictConfig, task: TaskData) -> OneHotMLP:
     check(task.kind == "lm", "model", cfg.name,
           "a modular task (one-hot codes of a whole text would not fit; use model=mlp)")
     x = task.train.x
