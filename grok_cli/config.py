@@ -10,8 +10,9 @@ from __future__ import annotations
 import functools
 import re
 from pathlib import Path
+from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 import grok_cli
 from grok_cli.errors import (
@@ -95,6 +96,50 @@ def check_overrides(config_name: str, overrides: list[str]) -> None:
                 raise GrokError(f"{override.input_line} is not allowed: grok {config_name} has "
                                 f"no key '{key}'{did_you_mean(key, known)} (+ adds a key that "
                                 f"nothing reads; grok {config_name} --help lists every key)")
+
+
+def shipped_group(group: str, name: object) -> DictConfig | None:
+    """The shipped file of a group choice, found by the `name` it gives (conf/model/gpt2.yaml
+    for model.name=gpt2; optimizer.name=adamw is conf/optimizer/adamw.yaml, not adamw_fast);
+    None for a choice grok does not ship (a user's own)."""
+    path = conf_dir() / group / f"{name}.yaml"
+    return load_yaml(path) if "/" not in str(name) and path.is_file() else None
+
+
+def default_value(key: str) -> Any:
+    """A whole top-level key or group at its default: run.yaml's value, or the file of the
+    group's default choice."""
+    if key in groups("run"):
+        choice = groups("run")[key]
+        return None if choice is None else plain(load_yaml(conf_dir() / key / f"{choice}.yaml"))
+    return plain(load_yaml(conf_dir() / "run.yaml").get(key))
+
+
+def with_defaults(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """A saved identity (a checkpoint's, a run folder's record) with each key it lacks at its
+    default, for comparison with the `current` run's: the key did not exist when it was
+    written, so the run had the behaviour the key's default keeps. The rule that makes this
+    true: a key added later defaults, in the shipped file of its group's choice, to what the
+    code did before it existed (loss=cross_entropy, optimizer.decay_steps=null, ...). A
+    sub-key is filled only where the current group has it (text tasks have no `format`)."""
+    filled = dict(saved)
+    for key, now in current.items():
+        if key not in saved:
+            filled[key] = default_value(key)
+        elif isinstance(saved[key], dict) and isinstance(now, dict):
+            shipped = plain(shipped_group(key, saved[key].get("name"))) or {}
+            filled[key] = {**{k: v for k, v in shipped.items() if k in now}, **saved[key]}
+    return filled
+
+
+def plain(node: Any) -> Any:
+    """A config value as plain Python, without the `_target_` keys that name code: where code
+    lives is no part of what a run computes, so moving it never makes a checkpoint refuse."""
+    if isinstance(node, DictConfig | ListConfig):
+        node = OmegaConf.to_container(node, resolve=True)
+    if isinstance(node, dict):
+        return {k: plain(v) for k, v in node.items() if k != "_target_"}
+    return node
 
 
 # ---------------------------------------------------------------- conf/run.yaml's values

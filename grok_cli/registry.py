@@ -33,16 +33,27 @@ def resolve(key: str, target: object) -> Any:
                         "a function as package.module.function that imports") from None
 
 
+def target(key: str, node: DictConfig) -> object:
+    """`node._target_`; for a run recorded before group files named their code, the one of
+    the shipped file of its choice (conf/<key>/<name>.yaml), as any key missing from a
+    record (config.with_defaults)."""
+    if "_target_" in node:
+        return node._target_
+    from grok_cli.config import shipped_group
+
+    return (shipped_group(key, node.get("name")) or {}).get("_target_")
+
+
 def build(key: str, node: DictConfig, *args: Any, **kwargs: Any) -> Any:
     """Call the builder named by `node._target_` with `node` and the rest; `key` is the node's
     place in the run config (`model`, `task`, …) for the error line."""
-    return resolve(key, node.get("_target_"))(node, *args, **kwargs)
+    return resolve(key, target(key, node))(node, *args, **kwargs)
 
 
 def check(key: str, node: DictConfig) -> None:
     """Run `check_config(node)` of the module of the builder that `node._target_` names, if it
     has one: the group's values checked alone, before anything is built."""
-    builder = resolve(key, node.get("_target_"))
+    builder = resolve(key, target(key, node))
     checker = getattr(sys.modules[builder.__module__], "check_config", None)
     if checker is not None:
         checker(node)

@@ -1,43 +1,47 @@
 """Tasks turn a config into tensors on the device: a train and a test split, already pruned.
 
-`task=modadd` lives in modadd.py, `task=modmix` (several ops, a data group each) in
-modmix.py, `task=s5` in s5.py; imdb, yelp and natural_instructions
-share the text classification loader in text.py; mnist and digits (pixels, not tokens) are
-in images.py. Each registers a builder
-`build(cfg, device) -> TaskData` in TASKS.
+Each `task=` file names its builder in `_target_` (`build(cfg, device) -> TaskData`, cfg the
+whole run config: the task reads data_fraction, train_size, seed and the tokenizer too):
+modadd.py, modmix.py (several ops, a data group each) and s5.py share the equation helpers
+of equations.py; imdb, yelp and natural_instructions share text.py; mnist and digits (pixels,
+not tokens) images.py. The builder's module may also say:
+- `check_config(task)`: the group's values, checked before anything is built;
+- `title(task) -> str`: how curves.png names the setting (default: the task's name);
+- `PADDED = True`: its inputs are padded, each Split carrying an attention mask.
+A run imports only its own task's module.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import sys
 
 import torch
 from omegaconf import DictConfig
 
-from grok_cli.errors import check_choice
+from grok_cli import registry
 from grok_cli.tasks.base import Split, TaskData
-from grok_cli.tasks.images import build_digits, build_mnist
-from grok_cli.tasks.modadd import build_modadd
-from grok_cli.tasks.modmix import build_modmix
-from grok_cli.tasks.s5 import build_s5
-from grok_cli.tasks.text import build_text
 
-TASKS: dict[str, Callable[[DictConfig, torch.device], TaskData]] = {
-    "modadd": build_modadd,
-    "modmix": build_modmix,
-    "s5": build_s5,
-    "imdb": build_text,
-    "yelp": build_text,
-    "natural_instructions": build_text,
-    "mnist": build_mnist,
-    "digits": build_digits,
-}
+
+def _module(task: DictConfig) -> object:
+    return sys.modules[registry.resolve("task", registry.target("task", task)).__module__]
 
 
 def build_task(cfg: DictConfig, device: torch.device | str = "cpu") -> TaskData:
-    """Build the task of a run config (top-level cfg with `task`, `data_fraction`, ...)."""
-    check_choice("task.name", cfg.task.name, TASKS)
-    return TASKS[cfg.task.name](cfg, torch.device(device))
+    """Build the task of a run config (top-level cfg with `task`, `data_fraction`, ...), its
+    values checked (again, for callers that did not validate the run config)."""
+    registry.check("task", cfg.task)
+    return registry.resolve("task", registry.target("task", cfg.task))(cfg, torch.device(device))
 
 
-__all__ = ["Split", "TaskData", "TASKS", "build_task"]
+def title(task: DictConfig) -> str:
+    """The task's own name for its setting (curves.png's title)."""
+    said = getattr(_module(task), "title", None)
+    return said(task) if said is not None else str(task.name)
+
+
+def padded(task: DictConfig) -> bool:
+    """Whether the task's inputs are padded (a mask that every forward must be given)."""
+    return bool(getattr(_module(task), "PADDED", False))
+
+
+__all__ = ["Split", "TaskData", "build_task", "padded", "title"]

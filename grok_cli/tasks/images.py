@@ -41,10 +41,15 @@ def to_split(pixels: np.ndarray, labels: np.ndarray, scale: float) -> Split:
 # ---------------------------------------------------------------- digits
 
 
+def check_config(task: DictConfig) -> None:
+    """task=digits: its split (task=mnist keeps the hub's own)."""
+    if "train_split" in task:
+        check(0 < task.train_split < 1, "task.train_split", task.train_split,
+              "a fraction strictly between 0 and 1")
+
+
 def build_digits(cfg: DictConfig, device: torch.device) -> TaskData:
     task = cfg.task
-    check(0 < task.train_split < 1, "task.train_split", task.train_split,
-          "a fraction strictly between 0 and 1")
     try:
         from sklearn.datasets import load_digits
     except ImportError:

@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from grok_cli.errors import check, check_choice, is_number
 from grok_cli.tasks.base import TaskData, split_indices
-from grok_cli.tasks.modadd import OPS, answer_split, check_modulus, equations, split_task
+from grok_cli.tasks.equations import OPS, answer_split, check_modulus, equations, split_task
 
 
 def vocabulary(p: int, ops: list[str]) -> list[str]:
@@ -35,14 +35,26 @@ def group_fraction(groups: DictConfig, op: str) -> float:
     return float(fraction)
 
 
-def build_modmix(cfg: DictConfig, device: torch.device) -> TaskData:
-    task, p = cfg.task, cfg.task.p
-    check_modulus(p)
+def check_config(task: DictConfig) -> None:
+    check_modulus(task.p)
     groups = task.groups
     check(isinstance(groups, DictConfig) and len(groups) > 0, "task.groups", groups,
           "one or more operations, each with its training fraction (task.groups.add.fraction=0.5)")
+    for op in groups:
+        group_fraction(groups, str(op))
+
+
+def title(task: DictConfig) -> str:
+    """Each op with its training fraction."""
+    ops = ", ".join(f"{op} {group_fraction(task.groups, op)}" for op in task.groups)
+    return f"{task.name}: {ops} mod p = {task.p}"
+
+
+def build_modmix(cfg: DictConfig, device: torch.device) -> TaskData:
+    task, p = cfg.task, cfg.task.p
+    groups = task.groups
     ops = [str(op) for op in groups]
-    fractions = [group_fraction(groups, op) for op in ops]  # every value checked before work
+    fractions = [group_fraction(groups, op) for op in ops]
     generator = torch.Generator().manual_seed(task.split_seed)
     seqs, group, train, test, offset = [], [], [], [], 0
     for g, (op, fraction) in enumerate(zip(ops, fractions, strict=True)):

@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 
 from grok_cli.errors import check_choice
 from grok_cli.tasks.base import TaskData
-from grok_cli.tasks.modadd import answer_classes, equation_task, rows, tokens
+from grok_cli.tasks.equations import answer_classes, check_split, equation_task, rows, tokens
 
 SYMBOL = "∘"
 
@@ -38,9 +38,13 @@ def composition_table(perms: torch.Tensor) -> torch.Tensor:
     return id_of[(images * place).sum(-1)]
 
 
+def check_config(task: DictConfig) -> None:
+    check_choice("task.format", task.format, ("power", "nanda"))
+    check_split(task)
+
+
 def build_s5(cfg: DictConfig, device: torch.device) -> TaskData:
     fmt = cfg.task.format
-    check_choice("task.format", fmt, ("power", "nanda"))
     perms = permutations()
     names = ["".join(map(str, p)) for p in perms.tolist()]
     a, b = torch.cartesian_prod(torch.arange(len(perms)), torch.arange(len(perms))).T

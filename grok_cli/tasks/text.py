@@ -57,9 +57,18 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("GROK_CACHE_DIR", "~/.cache/grok")).expanduser()
 
 
+# Texts are padded to the longest kept one: each Split carries its attention mask, which a
+# loop must pass to the model (launcher=batched does not: it refuses padded tasks).
+PADDED = True
+
+
+def title(task: DictConfig) -> str:
+    """The task and its data."""
+    return f"{task.name} ({(task.get('data_files') or {}).get('train') or task.hub_id})"
+
+
 def build_text(cfg: DictConfig, device: torch.device) -> TaskData:
     task = cfg.task
-    _check_task(task)
     cache_dir = Path(task.cache_dir).expanduser() if task.cache_dir else default_cache_dir()
     train_rows, test_rows = load_rows(task, cache_dir)
     tokenizer = build_tokenizer(cfg.tokenizer, train_rows.texts, cache_dir)
@@ -86,7 +95,7 @@ def build_text(cfg: DictConfig, device: torch.device) -> TaskData:
     )
 
 
-def _check_task(task: DictConfig) -> None:
+def check_config(task: DictConfig) -> None:
     check(isinstance(task.max_length, int) and task.max_length >= 3, "task.max_length",
           task.max_length, "an integer >= 3 (tokens, [CLS] and [SEP] included)")
     check(0 < task.train_split < 1, "task.train_split", task.train_split,

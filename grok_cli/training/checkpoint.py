@@ -20,11 +20,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from grok_cli.config import plain, with_defaults
 from grok_cli.errors import GrokError
 from grok_cli.io import atomic_write, write_json
+from grok_cli.models.base import GrokModel
 from grok_cli.tasks.base import TaskData
 from grok_cli.training.device import effective_precision
-from grok_cli.training.levers import with_added_keys
 
 log = logging.getLogger("grok")
 
@@ -37,8 +38,8 @@ IDENTITY_KEYS = ("task", "model", "optimizer", "alpha", "weight_decay", "data_fr
 
 
 def identity(cfg: DictConfig) -> dict[str, Any]:
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    return {**{key: plain.get(key) for key in IDENTITY_KEYS},
+    values = plain(cfg)  # without `_target_`: where code lives is no part of a run
+    return {**{key: values.get(key) for key in IDENTITY_KEYS},
             "precision": effective_precision(cfg)}
 
 
@@ -144,7 +145,7 @@ def check_identity(saved: dict[str, Any], cfg: DictConfig, path: Path,
     """Refuse a checkpoint or snapshot written by a run of another config, naming the keys
     that differ (among `keys`)."""
     current = identity(cfg)
-    saved = with_added_keys(saved, current)  # older checkpoints lack newer keys
+    saved = with_defaults(saved, current)  # older checkpoints lack newer keys
     diff = differences({k: saved.get(k) for k in keys}, {k: current[k] for k in keys}, where)
     if diff:
         raise GrokError(f"{where} {path} does not match this run: {'; '.join(diff)}; use the "
@@ -172,14 +173,13 @@ def load_checkpoint(path: Path, cfg: DictConfig, task: TaskData | None = None
     return state
 
 
-def save_snapshot(model: nn.Module, run_dir: Path, step: int, cfg: DictConfig) -> None:
+def save_snapshot(model: GrokModel, run_dir: Path, step: int, cfg: DictConfig) -> None:
     """The `save_every` snapshot of one step, kept for analysis (`grok fourier`, `grok pathways
     moe.from_run=`): a model with its own format (`save_step`: olmoe's save_pretrained) writes
     checkpoints/step_<N>/, any other checkpoints/step_<N>.pt (its state_dict, the step and the
     run's identity keys, so a snapshot copied in from another run is refused)."""
     path = run_dir / "checkpoints" / f"step_{step}"
-    if hasattr(model, "save_step"):
-        model.save_step(path)
+    if model.save_step(path):
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path.with_name(f"{path.name}.pt"), "wb") as handle:

@@ -1,40 +1,11 @@
 """The run config's levers on time-to-grok (`loss`, `grokfast`, `optimizer.orthogonal`,
-`stop`), the keys `optimizer.decay_steps` / `min_lr`, the task keys `task.format` /
-`task.nonzero_b` and `model.block`, as the rest of the code meets them: older checkpoints,
-which predate these keys, and batched sweeps, which do not implement the levers.
+`stop`) as batched sweeps meet them: they do not implement the levers. (Older checkpoints,
+which predate keys added since, are compared by a rule: config.with_defaults.)
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from omegaconf import DictConfig
-
-# Identity keys added after checkpoints were first written, at the value every earlier run
-# had: a checkpoint without them continues (or marks as done) a run that has them so.
-ADDED_IDENTITY: dict[str, dict[str, Any]] = {
-    "loss": {"name": "cross_entropy"},
-    "grokfast": {"name": "none"},
-    "task": {"format": "cds", "nonzero_b": False},
-    "optimizer": {"orthogonal": False, "decay_steps": None, "min_lr": 0.0},
-    "model": {"block": "pre_ln"},  # model=gpt2's block before Grokfast's was added
-    "precision": "fp32",  # only CUDA runs compute in anything else, and none predate the key
-}
-WHOLE_KEYS = ("loss", "grokfast", "precision")  # added whole; the others gained sub-keys
-
-
-def with_added_keys(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
-    """A checkpoint's identity `saved` as this version writes it, for comparison with the
-    `current` run's: the keys it lacks get the value they had before they existed (a sub-key
-    only where the current group has it: text tasks have no `format`)."""
-    upgraded = dict(saved)
-    for key, added in ADDED_IDENTITY.items():
-        if key in WHOLE_KEYS:
-            upgraded.setdefault(key, added)
-        elif isinstance(saved.get(key), dict) and isinstance(current.get(key), dict):
-            upgraded[key] = {**{k: v for k, v in added.items() if k in current[key]},
-                             **saved[key]}
-    return upgraded
 
 
 def unbatched_levers(cfg: DictConfig) -> list[str]:

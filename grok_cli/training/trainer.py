@@ -292,7 +292,7 @@ def _loop(s: Session, runlog: RunLog, stop: StopSignals) -> Outcome:
     sizes = (train_split.group_sizes(n_groups), test_split.group_sizes(n_groups))
     device = train_split.y.device
     # With dropout the training forward is noisy: train metrics then come from an eval pass.
-    noisy = any(isinstance(m, nn.Dropout) and m.p > 0 for m in model.modules())
+    noisy = model.noisy
     bar = tqdm(total=cfg.steps, initial=s.start, disable=not _show_bar(cfg), file=sys.stderr,
                dynamic_ncols=True, leave=True)
     s.early_stop.replay(read_metrics(runlog.metrics.path))  # the rows kept before the checkpoint
@@ -354,7 +354,7 @@ def _loop(s: Session, runlog: RunLog, stop: StopSignals) -> Outcome:
         if step == cfg.steps:
             break
         s.optimizer.zero_grad(set_to_none=True)
-        (loss + _auxiliary_loss(model)).backward()
+        (loss + model.auxiliary_loss()).backward()
         if s.grad_filter:
             s.grad_filter()
         s.optimizer.step()
@@ -364,12 +364,6 @@ def _loop(s: Session, runlog: RunLog, stop: StopSignals) -> Outcome:
     if cfg.save_every:
         outcome.extra["snapshots"] = snapshot_files(s.run_dir)
     return outcome
-
-
-def _auxiliary_loss(model: nn.Module) -> torch.Tensor | float:
-    """A model's own term of the training objective (olmoe: the router's load-balancing loss
-    of this step's forward), 0 for models without one."""
-    return model.auxiliary_loss() if hasattr(model, "auxiliary_loss") else 0.0
 
 
 def _show_bar(cfg: DictConfig) -> bool:
