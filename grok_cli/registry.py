@@ -53,6 +53,9 @@ def build(key: str, node: DictConfig, *args: Any, **kwargs: Any) -> Any:
 def check(key: str, node: DictConfig) -> None:
     """Run `check_config(node)` of the module of the builder that `node._target_` names, if it
     has one: the group's values checked alone, before anything is built."""
+    from grok_cli.config import check_name
+
+    check_name(key, node)
     builder = resolve(key, target(key, node))
     checker = getattr(sys.modules[builder.__module__], "check_config", None)
     if checker is not None:

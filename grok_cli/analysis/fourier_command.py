@@ -1,8 +1,9 @@
 """`grok fourier run_dir=RUN`: Fourier progress measures of modular-addition runs, per snapshot.
 
 Flow: find the runs under run_dir -> check each (task modadd, op add/sub, a model with the
-read-out points it needs (models/base.py: embed, unembed, blocks.0.mlp.hidden), snapshots or a last checkpoint) before anything is written -> per run: rebuild the task from
-its .hydra/config.yaml, run every snapshot on the full p × p grid (logits and the first MLP
+read-out points it needs (models/base.py: embed, unembed, blocks.0.mlp.hidden), snapshots or a
+last checkpoint) before anything is written -> per run: rebuild the task from its
+.hydra/config.yaml, run every snapshot on the full p × p grid (logits and the first MLP
 layer's hidden activation at the answer position), find the key frequencies at the last
 snapshot, then the measures of every snapshot (fourier.py) -> fourier.csv, fourier.json, PNGs.
 """

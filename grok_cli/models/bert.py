@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 from omegaconf import DictConfig
-from torch import nn
 from transformers import BertConfig, BertForSequenceClassification
 
 from grok_cli.models.base import GrokModel, Hook, blocks_mlp, hook_input, hook_output

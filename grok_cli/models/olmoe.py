@@ -13,14 +13,13 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
-from torch import nn
 from transformers import OlmoeConfig, OlmoeForCausalLM
 from transformers.models.olmoe.modeling_olmoe import load_balancing_loss_func
 from transformers.utils import logging as hf_logging
 
 from grok_cli.errors import check, is_number
 from grok_cli.io import atomic_directory
-from grok_cli.models.base import GrokModel, Hook, blocks_mlp, hook_input, hook_output
+from grok_cli.models.base import GrokModel, Hook, blocks_mlp, hook_input
 from grok_cli.models.checks import check_causal_task, check_positions, check_transformer_shape
 from grok_cli.tasks import TaskData
 

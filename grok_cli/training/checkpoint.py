@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
-from torch import nn
+from omegaconf import DictConfig
 
 from grok_cli.config import plain, with_defaults
 from grok_cli.errors import GrokError

@@ -1,5 +1,5 @@
-"""Optimizers of the `optimizer` config group, with an optional linear warmup, cosine decay
-and ⊥Grad.
+"""Optimizers of the `optimizer` config group (one file each: training/optimizers/), with the
+shared linear warmup, cosine decay and ⊥Grad.
 
 The learning rate (nanoGPT's schedule): linear warmup to `lr` over `warmup_steps`, then, with
 `decay_steps` set, a half cosine down to `min_lr` at step `decay_steps`, and `min_lr` after, so
@@ -15,51 +15,56 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from grok_cli.errors import check, check_choice, is_int, is_number
+from grok_cli import registry
+from grok_cli.errors import check, is_int, is_number
 
 
-def build_optimizer(
-    cfg: DictConfig, weight_decay: float, model: nn.Module
-) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+def check_optimizer(cfg: DictConfig) -> None:
+    """The keys every optimizer file shares: lr, betas where it has them, the schedule and
+    ⊥Grad; an optimizer's own module may check more (`check_config`)."""
     check(is_number(cfg.lr) and cfg.lr > 0, "optimizer.lr", cfg.lr, "a positive number")
-    check(is_number(weight_decay) and weight_decay >= 0, "weight_decay", weight_decay,
-          "a number >= 0")
     if "betas" in cfg:
         betas = cfg.betas
         check(OmegaConf.is_list(betas) and len(betas) == 2
               and all(is_number(b) and 0 <= b < 1 for b in betas), "optimizer.betas",
               OmegaConf.to_container(betas) if OmegaConf.is_list(betas) else betas,
               "two numbers in [0, 1), e.g. [0.9,0.98]")
-    params = list(model.parameters())
-    common = dict(lr=cfg.lr, weight_decay=weight_decay, foreach=True)
-    # Adam(W)'s fused kernel does the whole update in one pass per tensor: same numbers to
-    # float rounding, fewer passes over memory (CPU and CUDA).
-    adam_flags = dict(common, foreach=None, fused=True) if _fusable(params) else common
-    name = cfg.name
-    check_choice("optimizer.name", name, ("adamw", "adam", "sgd", "rmsprop"))
-    if name == "adamw":
-        opt = torch.optim.AdamW(params, betas=tuple(cfg.betas), eps=cfg.eps, **adam_flags)
-    elif name == "adam":
-        opt = torch.optim.Adam(params, betas=tuple(cfg.betas), eps=cfg.eps, **adam_flags)
-    elif name == "sgd":
-        opt = torch.optim.SGD(params, momentum=cfg.momentum, nesterov=cfg.nesterov, **common)
-    else:
-        opt = torch.optim.RMSprop(params, alpha=cfg.smoothing, eps=cfg.eps,
-                                  momentum=cfg.momentum, **common)
-    schedule = torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(cfg))
+    _lr_factor(cfg)
     orthogonal = cfg.get("orthogonal", False)
     check(isinstance(orthogonal, bool), "optimizer.orthogonal", orthogonal,
           "true (⊥Grad: gradients orthogonal to the weights) or false")
-    if orthogonal:  # the schedule stays on the base optimizer, which OrthoGrad steps
-        from pytorch_optimizer.optimizer.orthograd import OrthoGrad  # loads ~1.5 s: only here
+    registry.check("optimizer", cfg)
 
+
+def build_optimizer(
+    cfg: DictConfig, weight_decay: float, model: nn.Module
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """The optimizer its `_target_` names (training/optimizers/<name>.py), its schedule, and
+    ⊥Grad around it when asked."""
+    check_optimizer(cfg)
+    check(is_number(weight_decay) and weight_decay >= 0, "weight_decay", weight_decay,
+          "a number >= 0")
+    params = list(model.parameters())
+    opt = registry.build("optimizer", cfg, params, lr=cfg.lr, weight_decay=weight_decay,
+                         foreach=True)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(cfg))
+    if cfg.get("orthogonal", False):  # the schedule stays on the base optimizer (OrthoGrad's)
+        from pytorch_optimizer.optimizer.orthograd import OrthoGrad  # loads ~1.5 s: only here
         opt = OrthoGrad(opt)
     return opt, schedule
+
+
+def fused(params: list[torch.Tensor], common: dict[str, Any]) -> dict[str, Any]:
+    """Adam(W)'s fused kernel does the whole update in one pass per tensor: same numbers to
+    float rounding, fewer passes over memory (CPU and CUDA)."""
+    fusable = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+    return dict(common, foreach=None, fused=True) if fusable else common
 
 
 def _lr_factor(cfg: DictConfig) -> Callable[[int], float]:
@@ -83,7 +88,3 @@ def _lr_factor(cfg: DictConfig) -> Callable[[int], float]:
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * done))
 
     return factor
-
-
-def _fusable(params: list[torch.Tensor]) -> bool:
-    return all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)

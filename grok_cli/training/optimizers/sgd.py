@@ -1,0 +1,13 @@
+"""`optimizer=sgd`: SGD with momentum; weight_decay is an L2 penalty in the gradient."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+
+def build_sgd(cfg: DictConfig, params: list[torch.Tensor], **common: Any
+              ) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, momentum=cfg.momentum, nesterov=cfg.nesterov, **common)
