@@ -56,8 +56,19 @@ def groups(config_name: str) -> dict[str, str | None]:
     return found
 
 
-def choices(group: str) -> list[str]:
-    return sorted(path.stem for path in (conf_dir() / group).glob("*.yaml"))
+def choices(group: str, searchpath: tuple[Path, ...] = ()) -> list[str]:
+    """The choices of a group: grok's files, and those of any `hydra.searchpath` folders."""
+    return sorted({path.stem for folder in (conf_dir(), *searchpath)
+                   for path in (folder / group).glob("*.yaml")})
+
+
+def searchpath(overrides: list[Any]) -> tuple[Path, ...]:
+    """The local folders a `hydra.searchpath=[file://DIR,...]` override adds to conf/."""
+    for override in overrides:
+        if override.key_or_group == "hydra.searchpath":
+            return tuple(Path(str(entry).removeprefix("file://")) for entry in override.value()
+                         if str(entry).startswith("file://"))
+    return ()
 
 
 def top_keys(config_name: str) -> list[str]:
@@ -79,14 +90,16 @@ def check_overrides(config_name: str, overrides: list[str]) -> None:
 
     known_groups = groups(config_name)
     known = top_keys(config_name) + list(known_groups)
-    for override in OverridesParser.create().parse_overrides(overrides):
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    extra = searchpath(parsed)
+    for override in parsed:
         key = override.key_or_group
         if key in ("hydra.run.dir", "hydra.sweep.dir"):  # empty: Hydra writes into the cwd
             check(override.value() not in ("", None), key, override.value(), "a folder path")
         if key in known_groups and not override.is_delete():
             values = (override.sweep_string_iterator() if override.is_sweep_override()
                       else [override.get_value_element_as_str()])
-            options = choices(key) + (["null"] if known_groups[key] is None else [])
+            options = choices(key, extra) + (["null"] if known_groups[key] is None else [])
             for choice in values:
                 check(choice in options or "${" in choice, key, choice,
                       f"Available options in '{key}': {', '.join(options)}"
@@ -162,7 +175,23 @@ def plain(node: Any) -> Any:
 
 
 def validate_run_config(cfg: DictConfig) -> None:
-    """The top-level keys of conf/run.yaml (groups check their own: tasks/, models/, ...)."""
+    """The whole run config, before anything is built: the top-level keys of conf/run.yaml,
+    then the model, task and optimizer groups, each by its own module's `check_config`
+    (registry.check), which their builders then trust. Checks that need the built task (the
+    model's positions against the input length, a decoder on a next-token task) stay with
+    the builders."""
+    _validate_top_level(cfg)
+    from grok_cli import registry
+    from grok_cli.training.optim import check_optimizer
+
+    registry.check("model", cfg.model)
+    registry.check("task", cfg.task)
+    check_optimizer(cfg.optimizer)
+    check(is_number(cfg.weight_decay) and cfg.weight_decay >= 0, "weight_decay",
+          cfg.weight_decay, "a number >= 0")
+
+
+def _validate_top_level(cfg: DictConfig) -> None:
     check(is_number(cfg.alpha) and cfg.alpha > 0, "alpha", cfg.alpha,
           "a number > 0 (1 = no rescaling)")
     check(is_number(cfg.data_fraction) and 0 < cfg.data_fraction <= 1,

@@ -21,16 +21,10 @@ GROUP_COLORS = ["tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink"
 
 def setting_title(cfg: Any, n_train: int | None) -> str:
     """What a reader needs to place the curve: task, data, α, weight decay, seed (model too)."""
+    from grok_cli.tasks import title
+
     task = cfg.task
-    if "p" in task and "op" in task:
-        what = f"{task.name}: {task.op} mod p = {task.p}"
-    elif "groups" in task:  # modmix: each op with its training fraction
-        ops = ", ".join(f"{op} {group.get('fraction')}" for op, group in task.groups.items())
-        what = f"{task.name}: {ops} mod p = {task.p}"
-    elif "hub_id" in task:  # a text task: its data
-        what = f"{task.name} ({(task.get('data_files') or {}).get('train') or task.hub_id})"
-    else:
-        what = task.name
+    what = title(task)  # the task says it (its module's `title`), no guessing from its keys
     if cfg.get("train_size") is not None:
         data = f"train_size {cfg.train_size}"
     else:

@@ -38,8 +38,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from grok_cli.config import validate_run_config
 from grok_cli.errors import GrokError, check
 from grok_cli.models import build_model, l2_norm_of, rescale
-from grok_cli.tasks import TASKS, TaskData, build_task
-from grok_cli.tasks.text import build_text
+from grok_cli.tasks import TaskData, build_task, padded
 from grok_cli.threads import apply_threads
 from grok_cli.training.checkpoint import (
     checkpoint_state,
@@ -111,7 +110,7 @@ def check_batchable(cfgs: list[DictConfig]) -> None:
     check(cfg.model.get("dropout", 0) == 0, "launcher", "batched",
           "models without dropout (model.dropout=0); use launcher=basic")
     # The stacked forward takes token ids only: padded inputs (text tasks) would be attended.
-    check(TASKS.get(cfg.task.name) is not build_text, "launcher", "batched",
+    check(not padded(cfg.task), "launcher", "batched",
           "tasks without padding (the modular tasks); use launcher=basic")
     check(not cfg.compile, "compile", cfg.compile,
           "false with launcher=batched (torch.compile does not take the vmapped members); "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import Any
@@ -15,16 +16,21 @@ from grok_cli.errors import GrokError
 log = logging.getLogger("grok")
 
 
+@functools.cache
 def resolve_device(name: str) -> torch.device:
+    """The device `device=name` means on this machine, resolved once per process (however
+    many places ask: the run, its identity, an analysis); one line when it is not there."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise GrokError(f"device={name!r} is not available: no CUDA GPU found; use device=auto "
+                        "or device=cpu")
+    return device
 
 
 def check_device(name: str) -> None:
-    if resolve_device(name).type == "cuda" and not torch.cuda.is_available():
-        raise GrokError(f"device={name!r} is not available: no CUDA GPU found; use device=auto "
-                        "or device=cpu")
+    resolve_device(name)
 
 
 def effective_precision(cfg: DictConfig) -> str:
