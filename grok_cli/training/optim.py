@@ -63,8 +63,11 @@ def build_optimizer(
 def fused(params: list[torch.Tensor], common: dict[str, Any]) -> dict[str, Any]:
     """Adam(W)'s fused kernel does the whole update in one pass per tensor: same numbers to
     float rounding, fewer passes over memory (CPU and CUDA)."""
-    fusable = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
-    return dict(common, foreach=None, fused=True) if fusable else common
+    return dict(common, foreach=None, fused=True) if _fusable(params) else common
+
+
+def _fusable(params: list[torch.Tensor]) -> bool:
+    return all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
 
 
 def _lr_factor(cfg: DictConfig) -> Callable[[int], float]:
