@@ -122,17 +122,21 @@ def shipped_group(group: str, name: object) -> DictConfig | None:
 def check_name(group: str, node: DictConfig) -> None:
     """A group's `name` goes with the code its `_target_` names: a shipped choice's name with
     that choice's code, any other name with a user's own (`model.name=gpt2` on model=gpt
-    would train gpt under gpt2's name; pick a choice with `model=gpt2`)."""
+    would train gpt under gpt2's name, and records and checkpoints would say gpt2)."""
     if "_target_" not in node:  # a record from before targets: its name picks the code
         return
     name, target = node.get("name"), node.get("_target_")
     shipped = shipped_group(group, name)
+    if shipped is not None:
+        check(shipped.get("_target_") == target, f"{group}.name", name,
+              f"the name of {target} ({group}._target_), not of {shipped.get('_target_')} "
+              f"(choose {name} with {group}={name}; your own code takes a name of its own)")
+        return
     files = [load_yaml(path) for path in (conf_dir() / group).glob("*.yaml")]
-    ours = {file.get("_target_") for file in files}
-    options = sorted({str(file.get("name")) for file in files})
-    check(shipped.get("_target_") == target if shipped is not None else target not in ours,
-          f"{group}.name", name, "one of " + ", ".join(options) + ", as its choice names "
-          f"it (pick one with {group}=CHOICE, not {group}.name)" + did_you_mean(str(name), options))
+    ours = {str(file.get("name")): file.get("_target_") for file in files}
+    check(target not in ours.values(), f"{group}.name", name,
+          f"one of {', '.join(sorted(ours))}, as its choice names it (choose one with "
+          f"{group}=CHOICE, not {group}.name){did_you_mean(str(name), list(ours))}")
 
 
 def default_value(key: str) -> Any:

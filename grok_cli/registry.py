@@ -7,7 +7,7 @@ loads only its own model's and task's code and `grok --help` stays instant, and 
 builder with the group's config node first. The builder's module may hold the group's
 value checks as `check_config(node)`: `check` runs them before anything is built, and the
 builder trusts them. A user's own module works the same way
-(`model._target_=mypkg.mymodel.build`): nothing in grok lists the choices.
+(`model._target_=mypkg.mymodel.build model.name=mymodel`): nothing in grok lists the choices.
 """
 
 from __future__ import annotations
@@ -55,8 +55,8 @@ def check(key: str, node: DictConfig) -> None:
     has one: the group's values checked alone, before anything is built."""
     from grok_cli.config import check_name
 
+    builder = resolve(key, target(key, node))  # a typo in the target: named first
     check_name(key, node)
-    builder = resolve(key, target(key, node))
     checker = getattr(sys.modules[builder.__module__], "check_config", None)
     if checker is not None:
         checker(node)

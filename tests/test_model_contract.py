@@ -62,8 +62,13 @@ def test_a_name_that_is_not_its_code_is_one_line(run_cfg):
     from grok_cli.config import validate_run_config
     from grok_cli.errors import GrokError
 
-    with pytest.raises(GrokError, match="model.name='gpt2' is not allowed: one of bert, gpt, "):
+    with pytest.raises(GrokError, match=r"model.name='gpt2' is not allowed: the name of "
+                                        r"grok_cli.models.gpt.build_gpt \(model._target_\)"):
         validate_run_config(run_cfg("model.name=gpt2"))  # model=gpt's code under gpt2's name
+    with pytest.raises(GrokError, match="model.name='mine' is not allowed: one of bert, gpt, "):
+        validate_run_config(run_cfg("model.name=mine"))
+    with pytest.raises(GrokError, match="model._target_='no.such.build' is not allowed"):
+        validate_run_config(run_cfg("model._target_=no.such.build", "model.name=mine"))
 
 
 def test_a_record_from_before_targets_builds_by_its_name(run_cfg):
