@@ -77,7 +77,7 @@ class GrokModel(nn.Module):
     def weight(self, name: str) -> torch.Tensor:
         found = self.weights()
         if name not in found:
-            raise self._missing(name, found)
+            raise self._missing(name)
         return found[name]
 
     @contextmanager
@@ -85,7 +85,7 @@ class GrokModel(nn.Module):
         """The activation point `name`, one tensor per forward inside the block."""
         points = self.activations()
         if name not in points:
-            raise self._missing(name, points)
+            raise self._missing(name)
         module, read = points[name]
         seen: list[torch.Tensor] = []
         handle = module.register_forward_hook(lambda _, i, o: seen.append(read(i, o)))
@@ -97,7 +97,7 @@ class GrokModel(nn.Module):
     def points(self) -> list[str]:
         return [*self.weights(), *self.activations()]
 
-    def _missing(self, name: str, found: dict) -> GrokError:
+    def _missing(self, name: str) -> GrokError:
         return GrokError(f"model {type(self).__name__} has no read-out point {name!r} (it has: "
                          f"{', '.join(self.points()) or 'none'})")
 
