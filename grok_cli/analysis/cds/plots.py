@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from grok_cli.analysis.stepwise import (  # noqa: E402
+from grok_cli.analysis.cds.stepwise import (  # noqa: E402
     Curves,
     Params,
     SettingKey,
@@ -23,8 +23,8 @@ from grok_cli.analysis.stepwise import (  # noqa: E402
     curve,
     setting_key,
     setting_label,
-    threshold_column,
 )
+from grok_cli.analysis.output import threshold_column  # noqa: E402
 from grok_cli.io import atomic_write  # noqa: E402
 
 SEED_STYLES = ("-", "--", ":", "-.")

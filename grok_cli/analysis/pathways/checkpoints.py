@@ -9,9 +9,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from grok_cli.analysis.pathways.routing import Checkpoint, architecture, load_config, num_experts
 from grok_cli.errors import GrokError, check
-from grok_cli.pathways.routing import Checkpoint, architecture, load_config, num_experts
-from grok_cli.training.checkpoint import verify
+from grok_cli.runfolder.checkpoints import verify
 
 
 def resolve_checkpoints(moe: DictConfig) -> list[Checkpoint]:

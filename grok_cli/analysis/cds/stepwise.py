@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from grok_cli.analysis.runs import Run
-from grok_cli.training.records import converged_accuracy, first_step_reaching
+from grok_cli.analysis.output import threshold_column
+from grok_cli.runfolder.metrics import converged_accuracy, first_step_reaching
+from grok_cli.runfolder.runs import Run
 
 INSUFFICIENCY, SUFFICIENCY, SURPLUS = "insufficiency", "sufficiency", "surplus"
 # How cds_by_size.csv averages a step over seeds (reported in cds.json). Averaging only the
@@ -75,10 +76,6 @@ def curve(metrics: dict[str, np.ndarray], column: str, sigma: float
     keep = np.isfinite(metrics[column])
     steps = metrics["step"][keep]
     return steps, smooth_curve(steps, metrics[column][keep], sigma)
-
-
-def threshold_column(split: str, threshold: float) -> str:
-    return f"{split}_step@{threshold:g}"
 
 
 # ---------------------------------------------------------------- per run

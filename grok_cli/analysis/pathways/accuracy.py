@@ -10,9 +10,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from grok_cli.analysis.pathways.routing import Checkpoint
 from grok_cli.errors import GrokError, check
-from grok_cli.pathways.routing import Checkpoint
-from grok_cli.training.records import read_metrics
+from grok_cli.runfolder.metrics import read_metrics
 
 # {group: {checkpoint name: accuracy}}; group "" = the accuracy of every group without its own
 Accuracy = dict[str, dict[str, float]]
