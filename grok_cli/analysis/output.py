@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from grok_cli.io import atomic_write, write_json
 
-__all__ = ["output_dir", "threshold_column", "write_csv", "write_json"]
+__all__ = ["output_dir", "threshold_column", "write_csv", "write_json", "write_png"]
 
 
 def threshold_column(split: str, threshold: float) -> str:
@@ -49,3 +49,12 @@ def write_csv(path: Path, rows: list[dict[str, Any]], columns: Sequence[str] | N
                                 extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
+
+
+def write_png(fig: Any, path: Path, dpi: int = 120) -> None:
+    """A matplotlib figure as a PNG, then closed (pyplot keeps every open figure)."""
+    import matplotlib.pyplot as plt
+
+    with atomic_write(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=dpi)
+    plt.close(fig)

@@ -1,7 +1,7 @@
 """`grok cds`: the command. Reads run folders, runs the step-wise analysis and Definition 1
-(`stepwise`), and writes cds_runs.csv, cds_by_size.csv, cds.json and the plots (`cds_plots`).
+(`stepwise`), and writes cds_runs.csv, cds_by_size.csv, cds.json and the plots (`plots`).
 
-Imports run one way: cds (this command) -> cds_plots -> stepwise -> runs -> training.records.
+Imports run one way: command -> plots -> stepwise -> runfolder (runs, metrics).
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ accuracy. Per data size (and model size): statistics over seeds and the regime o
 Efficiency Hypothesis. The critical data size is Definition 1: the smallest data size whose mean
 converged test accuracy reaches epsilon.
 
-No files here: `grok_cli.analysis.cds` (the command) reads run folders and writes the tables,
-`cds_plots` draws them; both import this module, never the other way.
+No files here: `command` reads run folders and writes the tables, `plots` draws them; both
+import this module, never the other way.
 """
 
 from __future__ import annotations

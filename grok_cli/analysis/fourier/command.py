@@ -4,7 +4,7 @@ Flow: find the runs under run_dir -> check each (task modadd, op add/sub, model 
 snapshots or a last checkpoint) before anything is written -> per run: rebuild the task from
 its .hydra/config.yaml, run every snapshot on the full p × p grid (logits and the first MLP
 layer's hidden activation at the answer position), find the key frequencies at the last
-snapshot, then the measures of every snapshot (fourier.py) -> fourier.csv, fourier.json, PNGs.
+snapshot, then the measures of every snapshot (measures.py) -> fourier.csv, fourier.json, PNGs.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """`grok phase`: the command. Reads the jobs of a sweep folder (any launcher), finds each job's
 steps to the rule's accuracies, classifies it (`phases`), and writes phase.csv, phase.json and
-phase.png (`phase_plots`).
+phase.png (`plots`).
 
-Imports run one way: phase (this command) -> phase_plots -> phases; the steps come from
-training.records.first_step_reaching, the one definition `grok cds` and summary.json use.
+Imports run one way: command -> plots -> phases; the steps come from
+runfolder.metrics.first_step_reaching, the one definition `grok cds` and summary.json use.
 """
 
 from __future__ import annotations
