@@ -84,7 +84,9 @@ def tokenize(texts: list[str], cfg: DictConfig, first: Checkpoint) -> list[torch
 def samples_from_run(run_dir: Path, cfg: DictConfig, loss_tokens: str) -> Samples:
     """The run's training sequences (prompt + answer), rebuilt from its saved config, each in
     its data group (task=modmix: the operation)."""
-    config_path = run_dir / ".hydra" / "config.yaml"
+    from grok_cli.runfolder import CONFIG
+
+    config_path = run_dir / CONFIG
     check(config_path.is_file(), "moe.from_run", str(run_dir),
           "a grok run folder with .hydra/config.yaml (or give data.path=...)")
     from grok_cli.runfolder.record import read_record
