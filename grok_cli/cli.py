@@ -44,6 +44,7 @@ TRAINING = {
             "train one experiment into a run folder (-m for a Hydra multirun)"),
     "sweep": ("grok_cli.sweep.main", "a multirun over a grid, with one summary table"),
 }
+RUN_FOLDER_CALLBACK = "grok_cli.runfolder.record.RunFolderCallback"
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what any Unix tool exits with when its reader left
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 
@@ -173,6 +174,12 @@ def _run_hydra(cmd: Command, args: list[str]) -> None:
         # conf/sweep.yaml sets hydra.mode=MULTIRUN, but Hydra reads it from a config composed
         # apart; when that fails (a bad value) it would run once and hide the real error.
         args = ["--multirun", *args]
+    if cmd.analysis:  # notes the output folder it creates, so that a refusal removes it
+        # Beside the other overrides: Hydra's parser wants them together.
+        at = next((i for i, a in enumerate(args) if "=" in a and not a.startswith("-")),
+                  len(args))
+        args = [*args[:at], f"++hydra.callbacks.run_folder._target_={RUN_FOLDER_CALLBACK}",
+                *args[at:]]
     sys.argv = [f"grok {command}", *args]  # Hydra reads its flags and overrides from sys.argv
     app = hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name=config_name)
     hydra_utils.run_and_report = run_and_report

@@ -43,9 +43,6 @@ hydra:
     dir: outputs/tiny/${now:%Y-%m-%d}/${now:%H-%M-%S-%f}
   job:
     chdir: false
-  callbacks:
-    run_folder:
-      _target_: grok_cli.runfolder.record.RunFolderCallback
 '''
 
 METRICS = ("step,train_loss,train_acc,test_loss,test_acc,l2_norm,lr,elapsed_s\n"
