@@ -71,17 +71,17 @@ def commands() -> dict[str, Command]:
     """Every subcommand: the training ones, then one per conf/<name>.yaml with a `_target_`."""
     found = {name: Command(name, target, what) for name, (target, what) in TRAINING.items()}
     for path in sorted(conf_dir().glob("*.yaml")):
-        target = load_yaml(path).get("_target_")
+        # Read as text, not composed: `grok --help` stays instant.
+        text = path.read_text()
+        target = re.search(r"^_target_:\s*([\w.]+)", text, re.MULTILINE)
         if path.stem not in found and target is not None:
-            found[path.stem] = Command(path.stem, str(target), summary_line(path))
+            found[path.stem] = Command(path.stem, target.group(1), summary_line(path, text))
     return found
 
 
-def summary_line(path: Path) -> str:
+def summary_line(path: Path, text: str) -> str:
     """What an analysis does, from its config's first line: `# grok <name>: what it does`."""
-    with path.open() as handle:
-        first = handle.readline()
-    match = re.match(rf"# grok {re.escape(path.stem)}: (.+)", first)
+    match = re.match(rf"# grok {re.escape(path.stem)}: (.+)", text)
     return match.group(1).strip() if match else f"the analysis of conf/{path.name}"
 
 
