@@ -1,5 +1,10 @@
 """The `grok` command: one Hydra app per subcommand, all sharing the configs in conf/.
 
+The subcommands are found in conf/: `run` and `sweep` train (TRAINING), and every other
+conf/<name>.yaml that names its task function in `_target_` is the analysis command
+`grok <name>`, summarized by the file's first line (`# grok <name>: what it does`). Adding an
+analysis is one module and one config file; nothing here lists them.
+
 Two jobs besides dispatching. It stays light: a subcommand's module (and torch with it) is
 imported only when its task runs, so `grok --help`, `grok run --help` and `grok --version`
 answer at once. And it is the boundary where a mistake on the command line (a key or choice
@@ -9,11 +14,13 @@ becomes one `error:` line and exit code 2 instead of Hydra's report and exit cod
 
 from __future__ import annotations
 
-import importlib
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NoReturn
 
 from grok_cli import __version__
@@ -27,32 +34,60 @@ from grok_cli.errors import (
     path_mistake,
     user_mistake,
 )
+from grok_cli.registry import resolve
 
 __all__ = ["main", "conf_dir"]
 
-# subcommand -> (primary config in conf/, "module:function" taking the composed config, what)
-SUBCOMMANDS = {
-    "run": ("run", "grok_cli.training.run:main",
+# The training commands: task function and summary. Every other command is an analysis.
+TRAINING = {
+    "run": ("grok_cli.training.run.main",
             "train one experiment into a run folder (-m for a Hydra multirun)"),
-    "sweep": ("sweep", "grok_cli.sweep:main", "a multirun over a grid, with one summary table"),
-    "cds": ("cds", "grok_cli.analysis.cds:main",
-            "critical-data-size analysis of finished runs (sweep_dir=DIR)"),
-    "phase": ("phase", "grok_cli.analysis.phase:main",
-              "Liu et al.'s phase diagram of a sweep over two keys (sweep_dir=DIR x=KEY y=KEY)"),
-    "fourier": ("fourier", "grok_cli.analysis.fourier_command:main",
-                "Fourier progress measures of modular-addition runs (run_dir=RUN)"),
-    "pathways": ("pathways", "grok_cli.pathways.command:main",
-                 "MoE pathway metrics over checkpoints, with correlations"),
+    "sweep": ("grok_cli.sweep.main", "a multirun over a grid, with one summary table"),
 }
+RUN_FOLDER_CALLBACK = "grok_cli.runfolder.record.RunFolderCallback"
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what any Unix tool exits with when its reader left
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
-# Every command but these two reads folders and writes an analysis folder of its own.
-ANALYSES = tuple(name for name in SUBCOMMANDS if name not in ("run", "sweep"))
 
 
-def usage() -> str:
-    commands = "\n".join(f"  {name:<10} {what}" for name, (_, _, what) in SUBCOMMANDS.items())
-    return (f"usage: grok {{{','.join(SUBCOMMANDS)}}} [key=value ...] [flags]\n\n{commands}\n\n"
+@dataclass(frozen=True)
+class Command:
+    """`grok <name>`: its primary config conf/<name>.yaml, task function and summary line."""
+
+    name: str
+    target: str  # package.module.function (grok_cli.registry.resolve)
+    what: str
+
+    @property
+    def config_name(self) -> str:
+        return self.name
+
+    @property
+    def analysis(self) -> bool:
+        """Reads folders and writes an analysis folder of its own (a refusal: nothing)."""
+        return self.name not in TRAINING
+
+
+def commands() -> dict[str, Command]:
+    """Every subcommand: the training ones, then one per conf/<name>.yaml with a `_target_`."""
+    found = {name: Command(name, target, what) for name, (target, what) in TRAINING.items()}
+    for path in sorted(conf_dir().glob("*.yaml")):
+        # Read as text, not composed: `grok --help` stays instant.
+        text = path.read_text()
+        target = re.search(r"^_target_:\s*([\w.]+)", text, re.MULTILINE)
+        if path.stem not in found and target is not None:
+            found[path.stem] = Command(path.stem, target.group(1), summary_line(path, text))
+    return found
+
+
+def summary_line(path: Path, text: str) -> str:
+    """What an analysis does, from its config's first line: `# grok <name>: what it does`."""
+    match = re.match(rf"# grok {re.escape(path.stem)}: (.+)", text)
+    return match.group(1).strip() if match else f"the analysis of conf/{path.name}"
+
+
+def usage(found: dict[str, Command]) -> str:
+    lines = "\n".join(f"  {c.name:<10} {c.what}" for c in found.values())
+    return (f"usage: grok {{{','.join(found)}}} [key=value ...] [flags]\n\n{lines}\n\n"
             "grok COMMAND --help lists the command's groups and keys; grok --version.")
 
 
@@ -77,27 +112,28 @@ def _reader_gone() -> NoReturn:
 
 
 def _dispatch(args: list[str]) -> None:
+    found = commands()
     if not args or args[0] in ("-h", "--help"):
-        print(usage())
+        print(usage(found))
         sys.exit(0 if args else 2)
     if args[0] in ("-V", "--version"):
         print(f"grok {__version__}")
         return
     command, rest = args[0], args[1:]
-    if command not in SUBCOMMANDS:
-        fail(f"{command!r} is not a grok command: one of {', '.join(SUBCOMMANDS)}"
-             + did_you_mean(command, SUBCOMMANDS))
-    config_name, target, what = SUBCOMMANDS[command]
+    if command not in found:
+        fail(f"{command!r} is not a grok command: one of {', '.join(found)}"
+             + did_you_mean(command, found))
+    config_name = found[command].config_name
     if "-h" in rest or "--help" in rest:
         from grok_cli.help import help_text
 
-        print(help_text(command, config_name, what, rest))
+        print(help_text(command, config_name, found[command].what, rest))
         return
     if command == "sweep":
         rest = _batched_switch(rest)
     _report_mistakes(lambda: check_overrides(config_name, _overrides(command, rest)), command,
                      config_name)
-    _run_hydra(command, config_name, target, rest)
+    _run_hydra(found[command], rest)
 
 
 def _overrides(command: str, args: list[str]) -> list[str]:
@@ -110,10 +146,11 @@ def _overrides(command: str, args: list[str]) -> list[str]:
     return parser.parse_args(args).overrides
 
 
-def _run_hydra(command: str, config_name: str, target: str, args: list[str]) -> None:
+def _run_hydra(cmd: Command, args: list[str]) -> None:
     import hydra
     from hydra._internal import utils as hydra_utils
 
+    command, config_name = cmd.name, cmd.config_name
     # --cfg / --info print one composed config and run nothing: Hydra refuses them beside
     # --multirun, so a sweep shows its job's config with the grid's keys as the grid gave them.
     shows_config = any(flag in args for flag in ("-c", "--cfg", "-i", "--info"))
@@ -137,11 +174,17 @@ def _run_hydra(command: str, config_name: str, target: str, args: list[str]) -> 
         # conf/sweep.yaml sets hydra.mode=MULTIRUN, but Hydra reads it from a config composed
         # apart; when that fails (a bad value) it would run once and hide the real error.
         args = ["--multirun", *args]
+    if cmd.analysis:  # notes the output folder it creates, so that a refusal removes it
+        # Beside the other overrides: Hydra's parser wants them together.
+        at = next((i for i, a in enumerate(args) if "=" in a and not a.startswith("-")),
+                  len(args))
+        args = [*args[:at], f"++hydra.callbacks.run_folder._target_={RUN_FOLDER_CALLBACK}",
+                *args[at:]]
     sys.argv = [f"grok {command}", *args]  # Hydra reads its flags and overrides from sys.argv
     app = hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name=config_name)
     hydra_utils.run_and_report = run_and_report
     try:
-        app(Task(target, command))()
+        app(Task(cmd))()
     finally:  # an in-process caller (a test, a notebook) gets Hydra's own function back
         hydra_utils.run_and_report = hydra_report
 
@@ -174,18 +217,19 @@ def _report_mistakes(func: Callable[[], Any], command: str, config_name: str,
 class Task:
     """A subcommand's task function, imported only when the task runs (torch loads with it).
 
-    Hydra names the job after `__module__` (hydra.job.name), so that stays the target's. In a
-    single run, mistakes found while it runs get one line too: an interpolation that does not
-    resolve, a run folder that cannot be written. A multirun's jobs record their own failures,
-    and a worker process (launcher=local, slurm) unpickles the target function itself.
+    Hydra names the job (and its log file: run.log, cds.log) after the last part of
+    `__module__`. In a single run, mistakes found while it runs get one line too: an
+    interpolation that does not resolve, a run folder that cannot be written. A multirun's jobs
+    record their own failures, and a worker process (launcher=local, slurm) unpickles the
+    target function itself. `_target_` picks the code; the task gets the settings without it.
     """
 
-    def __init__(self, target: str, command: str) -> None:
-        self.target, self.command = target, command
-        self.__module__ = target.partition(":")[0]
+    def __init__(self, cmd: Command) -> None:
+        self.cmd = cmd
+        self.__module__ = f"grok_cli.{cmd.name}"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return _import_target, (self.target,)
+        return _settings_only, (self.cmd.target,)
 
     def __call__(self, cfg: Any) -> Any:
         from hydra.core.hydra_config import HydraConfig
@@ -194,23 +238,40 @@ class Task:
 
         hydra_cfg = HydraConfig.get()
         if hydra_cfg.mode != RunMode.RUN:
-            return _import_target(self.target)(cfg)
+            return _settings_only(self.cmd.target)(cfg)
         run_dir = hydra_cfg.runtime.output_dir
 
         def checked_run() -> Any:
             OmegaConf.to_container(cfg, resolve=True)  # a bad ${...}: found before any work
             _check_writable(run_dir)
-            return _import_target(self.target)(cfg)
+            return _settings_only(self.cmd.target)(cfg)
 
         paths = {"hydra.run.dir": run_dir, **_path_values(cfg)}
         try:
-            return _report_mistakes(checked_run, self.command, hydra_cfg.job.config_name, paths)
+            return _report_mistakes(checked_run, self.cmd.name, hydra_cfg.job.config_name,
+                                    paths)
         except SystemExit as exited:
-            if exited.code == EXIT_USER_ERROR and self.command in ANALYSES:
-                from grok_cli.training.folder import discard_new_output
+            if exited.code == EXIT_USER_ERROR and self.cmd.analysis:
+                from grok_cli.runfolder.record import discard_new_output
 
                 discard_new_output(run_dir)  # a refusal writes nothing
             raise
+
+
+def _settings_only(target: str) -> Callable[[Any], Any]:
+    """The task function `target` names, called with the config less its `_target_` (it
+    picks the code, it is not a setting: pathways.json records the settings)."""
+    function = resolve("_target_", target)
+
+    def call(cfg: Any) -> Any:
+        from omegaconf import open_dict
+
+        if "_target_" in cfg:
+            with open_dict(cfg):
+                del cfg["_target_"]
+        return function(cfg)
+
+    return call
 
 
 def _check_writable(folder: str) -> None:
@@ -220,11 +281,6 @@ def _check_writable(folder: str) -> None:
             pass
     except OSError as err:
         raise OSError(err.errno, err.strerror, folder) from None
-
-
-def _import_target(target: str) -> Callable[..., Any]:
-    module_name, _, function_name = target.partition(":")
-    return getattr(importlib.import_module(module_name), function_name)
 
 
 def _path_values(cfg: Any) -> dict[str, str]:

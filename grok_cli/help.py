@@ -32,8 +32,10 @@ def help_text(command: str, config_name: str, summary: str, overrides: list[str]
     """The whole help of `grok <command>`; `overrides` pick the groups whose keys are listed."""
     primary = conf_dir() / f"{config_name}.yaml"
     chosen = _chosen_groups(config_name, overrides)
-    lines = [f"usage: grok {command} [key=value ...] [flags]", "", summary, "",
-             *header(primary), ""]
+    head = header(primary)
+    if head and head[0].startswith(f"grok {command}: "):  # the summary line (cli.commands)
+        head = head[1:]
+    lines = [f"usage: grok {command} [key=value ...] [flags]", "", summary, "", *head, ""]
     if chosen:
         lines += ["Groups (group=choice; * = in effect):", *_group_lines(config_name, chosen), ""]
     lines += ["Keys (key=default):"]

@@ -9,7 +9,6 @@ it is right for jobs that ran on a cluster too) and exits non-zero when any job 
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import logging
 import sys
@@ -22,20 +21,13 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from grok_cli.errors import GrokError, report_user_errors, stops_on_error
-from grok_cli.io import atomic_write, read_yaml, write_json, write_text
-from grok_cli.training.records import read_summary
+from grok_cli.runfolder import SWEEP_SUMMARY
+from grok_cli.runfolder.sweep import check_sweep_place, write_sweep_summary
 
 log = logging.getLogger("grok")
 
-SUMMARY_CSV = "summary.csv"
-OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
 EXIT_JOBS_FAILED = 1
 MAX_DIRNAME = 200  # file systems allow 255 bytes per name; leave room for ".tmp" suffixes
-# summary.json fields copied into summary.csv, in this order (final_* come from `final`).
-SUMMARY_FIELDS = ("n_train", "n_test", "steps", "memorization_step", "generalization_step",
-                  "best_test_acc", "converged_test_acc", "final_step", "final_train_acc",
-                  "final_test_acc", "final_train_loss", "final_test_loss", "wall_s",
-                  "steps_per_s", "device")
 
 
 def job_dirname(override_dirname: str) -> str:
@@ -86,99 +78,7 @@ def job_device(device: str, job_num: int) -> str:
     return f"cuda:{job_num % torch.cuda.device_count()}"
 
 
-def record_lost_job(job_dir: Path, overrides: list[str], status: str, error: str) -> None:
-    """A job that ended without a result (SLURM's scancel, a node failure, out of memory): its
-    summary.json says so (`status` cancelled / failed), keeping what the job wrote itself (its
-    steps, when it stopped at a checkpoint), so summary.csv shows it and a re-run continues it.
-    A job cancelled before it started gets its folder's .hydra/overrides.yaml, which counts it."""
-    summary_path = job_dir / "summary.json"
-    try:
-        summary = read_summary(summary_path) if summary_path.exists() else {}
-    except GrokError:  # a torn or damaged summary: the job's own record is lost anyway
-        summary = {}
-    if summary.get("status") == "completed":
-        return
-    if summary.get("error"):
-        error = f"{error} ({summary['error']})"
-    if not (job_dir / OVERRIDES_FILE).exists():
-        (job_dir / OVERRIDES_FILE).parent.mkdir(parents=True, exist_ok=True)
-        write_text(job_dir / OVERRIDES_FILE, OmegaConf.to_yaml(OmegaConf.create(overrides)))
-    write_json(summary_path, {**summary, "status": status, "error": error})
-
-
 # ---------------------------------------------------------------- summary.csv
-
-
-def find_job_dirs(sweep_dir: Path) -> list[Path]:
-    """Every job folder under the sweep folder: those holding Hydra's .hydra/overrides.yaml.
-
-    Not only those with a metrics.csv: a job that failed before training still counts. A
-    folder inside a job (`grok pathways ... hydra.run.dir=JOB/pathways`) is that job's, not
-    one of its own.
-    """
-    found = sorted(path.parent.parent for path in Path(sweep_dir).rglob(str(OVERRIDES_FILE)))
-    jobs = set(found)
-    return [job for job in found if jobs.isdisjoint(job.parents)]
-
-
-def read_overrides(job_dir: Path) -> list[str]:
-    path = job_dir / OVERRIDES_FILE
-    advice = "restore it, or delete the job folder and run the sweep again"
-    overrides = read_yaml(path, advice)
-    if overrides and not OmegaConf.is_list(overrides):
-        raise GrokError(f"{path} is damaged (not a list of overrides); {advice}")
-    return [str(item) for item in overrides] if overrides else []
-
-
-def override_values(overrides: list[str]) -> dict[str, Any]:
-    """{key: value} of a job's overrides, parsed by Hydra's own override grammar."""
-    parser = OverridesParser.create()
-    values: dict[str, Any] = {}
-    for override in parser.parse_overrides(overrides):
-        value = override.value() if override.value_type is not None else None
-        values[override.key_or_group] = value
-    return values
-
-
-def job_row(sweep_dir: Path, job_dir: Path) -> dict[str, Any]:
-    """One row of summary.csv: the job's folder, overrides, status and summary metrics."""
-    from grok_cli.analysis.runs import Run
-
-    run = Run.load(job_dir)
-    overrides = read_overrides(job_dir)
-    summary = run.summary or {}
-    final = summary.get("final") or {}
-    metrics = {key: summary.get(key) for key in SUMMARY_FIELDS if not key.startswith("final_")}
-    metrics.update({f"final_{key}": final.get(key)
-                    for key in ("step", "train_acc", "test_acc", "train_loss", "test_loss")})
-    return {
-        "job": str(job_dir.relative_to(sweep_dir)) if job_dir != sweep_dir else ".",
-        "status": run.status,
-        "overrides": " ".join(overrides),
-        **override_values(overrides),
-        **{key: metrics[key] for key in SUMMARY_FIELDS},
-        "error": run.damage or (summary.get("error") if run.summary
-                                else "no summary.json: unfinished or killed"),
-    }
-
-
-def write_sweep_summary(sweep_dir: Path) -> list[dict[str, Any]]:
-    """Rebuild summary.csv of a sweep folder from its job folders; returns its rows."""
-    if (sweep_dir / OVERRIDES_FILE).exists() and any(sweep_dir.glob(f"*/{OVERRIDES_FILE}")):
-        # A run trained in the sweep's folder itself: its jobs would drop out of the table.
-        raise GrokError(f"{sweep_dir} holds a run of its own ({OVERRIDES_FILE}) beside its job "
-                        "folders: a grok run was started in the sweep's folder; move that "
-                        "run's files out")
-    rows = [job_row(sweep_dir, job_dir) for job_dir in find_job_dirs(sweep_dir)]
-    columns: dict[str, None] = {}
-    for row in rows:
-        columns.update(dict.fromkeys(row))
-    with atomic_write(sweep_dir / SUMMARY_CSV, newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(columns))
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({key: "" if value is None else value for key, value in row.items()})
-    return rows
 
 
 @report_user_errors
@@ -189,7 +89,7 @@ def report_sweep(sweep_dir: Path) -> None:
                         "pass the folder of an earlier sweep")
     rows = write_sweep_summary(sweep_dir)
     failed = [row for row in rows if row["status"] != "completed"]
-    log.info("%s: %d jobs, %d completed, %d failed", sweep_dir / SUMMARY_CSV, len(rows),
+    log.info("%s: %d jobs, %d completed, %d failed", sweep_dir / SWEEP_SUMMARY, len(rows),
              len(rows) - len(failed), len(failed))
     if failed:
         names = "; ".join(f"{row['job']} ({row['status']}: {row['error']})" for row in failed)
@@ -209,16 +109,6 @@ def check_grid_folders(config: DictConfig) -> None:
                 f"{override.input_line} is not allowed: {override.key_or_group} stays out of the "
                 "job folder names (it should not change results), so these jobs would share one "
                 "folder; give it one value per sweep, each with its own hydra.sweep.dir")
-
-
-def check_sweep_place(sweep_dir: Path) -> None:
-    """A sweep's folder is not a run's folder, nor inside one: the run would take the jobs'
-    place in summary.csv (a folder holding .hydra/overrides.yaml counts as one job)."""
-    for folder in (sweep_dir, *sweep_dir.parents):
-        if (folder / "metrics.csv").exists() and (folder / OVERRIDES_FILE).exists():
-            raise GrokError(f"hydra.sweep.dir={str(sweep_dir)!r} is not allowed: "
-                            f"{'it is' if folder == sweep_dir else 'it lies inside'} the run "
-                            f"folder {folder}; a sweep needs a folder of its own")
 
 
 class SweepSummary(Callback):

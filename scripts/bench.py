@@ -97,7 +97,7 @@ def reference_worker(steps: int) -> dict:
 
 
 def grok_worker(steps: int) -> dict:
-    from grok_cli.training.records import read_metrics
+    from grok_cli.runfolder.metrics import read_metrics
     from grok_cli.training.trainer import train
 
     cfg = compose_run(*RECIPE, f"steps={steps}", "ckpt_every=100000")
@@ -172,7 +172,7 @@ def bench_batched(args: argparse.Namespace) -> dict:
     through the CLI: 10 separate processes one after another (a shell loop of single runs),
     one `grok sweep launcher=basic` (in-process, one after another) and one
     `grok sweep sweep.batched=true`. The two sweeps write the same job folders, compared."""
-    from grok_cli.analysis.runs import metric_arrays
+    from grok_cli.runfolder.runs import metric_arrays
 
     steps = f"steps={args.batched_steps}"
     grid = [f"train_size={','.join(map(str, SIZES))}", f"seed={','.join(map(str, SEEDS))}"]

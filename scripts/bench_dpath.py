@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from grok_cli.pathways.metrics import (
+from grok_cli.analysis.pathways.metrics import (
     Pathway,
     d_path,
     layer_string,

@@ -11,9 +11,9 @@ import pytest
 import torch
 from conftest import TINY, grok, grok_here
 
-from grok_cli.analysis.runs import Run, metric_arrays
 from grok_cli.errors import GrokError
-from grok_cli.training import records
+from grok_cli.runfolder import metrics as records
+from grok_cli.runfolder.runs import Run, metric_arrays
 from grok_cli.training.batched import check_batchable, train_batched
 from grok_cli.training.run import run_experiment
 

@@ -13,7 +13,8 @@ import torch
 from conftest import TINY
 
 from grok_cli.errors import GrokError
-from grok_cli.training.checkpoint import load_checkpoint, save_checkpoint
+from grok_cli.runfolder.checkpoints import save_checkpoint
+from grok_cli.training.checkpoint import load_checkpoint
 from grok_cli.training.grokfast import build_grad_filter
 from grok_cli.training.losses import stablemax_cross_entropy
 from grok_cli.training.optim import build_optimizer

@@ -14,10 +14,10 @@ import pytest
 from conftest import grok, read_rows
 from hydra import compose, initialize_config_dir
 
-from grok_cli.analysis.cds import main
-from grok_cli.analysis.stepwise import smooth_curve
+from grok_cli.analysis.cds.command import main
+from grok_cli.analysis.cds.stepwise import smooth_curve
 from grok_cli.cli import conf_dir
-from grok_cli.training.records import first_step_reaching
+from grok_cli.runfolder.metrics import first_step_reaching
 
 EVAL_EVERY = 10
 LAST_STEP = 5000

@@ -18,16 +18,17 @@ from conftest import read_rows
 from matplotlib.colors import to_hex
 from test_cds import compose_cds, write_run_folder
 
-from grok_cli.analysis import cds
-from grok_cli.analysis.cds_plots import plot_curves, plot_step_wise
-from grok_cli.analysis.runs import metric_arrays
-from grok_cli.analysis.stepwise import (
+from grok_cli.analysis.cds import command as cds
+from grok_cli.analysis.cds.plots import plot_curves, plot_step_wise
+from grok_cli.analysis.cds.stepwise import (
     Params,
     by_setting,
     setting_result,
     summarize_sizes,
 )
-from grok_cli.training.records import first_step, first_step_reaching, read_metrics, summarize
+from grok_cli.runfolder.metrics import first_step, first_step_reaching, read_metrics
+from grok_cli.runfolder.runs import metric_arrays
+from grok_cli.runfolder.summary import summarize
 
 STEPS = np.arange(0, 1000, 10)  # 100 evaluations; converged_test_acc is the mean of the last 10
 LAST = 990
@@ -237,23 +238,27 @@ def test_plots_show_sizes_seeds_spread_and_the_critical_size(tmp_path):
 
 def test_analysis_modules_import_one_way():
     """No import cycle inside grok_cli.analysis, lazy imports inside functions included."""
-    package = Path(cds.__file__).parent
-    graph = {path.stem: analysis_imports(path) for path in package.glob("*.py")}
+    package = Path(cds.__file__).parents[1]
+    modules = {".".join(path.relative_to(package).with_suffix("").parts): path
+               for path in package.rglob("*.py")}
+    graph = {name: analysis_imports(path, set(modules)) for name, path in modules.items()}
     list(TopologicalSorter(graph).static_order())  # raises CycleError on a cycle
     # The command on top, the pure analysis below the plots.
-    assert graph["cds"] >= {"cds_plots", "stepwise", "runs"}
-    assert "cds" not in graph["cds_plots"] | graph["stepwise"] | graph["runs"]
+    assert graph["cds.command"] >= {"cds.plots", "cds.stepwise"}
+    assert "cds.command" not in graph["cds.plots"] | graph["cds.stepwise"]
 
 
-def analysis_imports(path: Path) -> set[str]:
+def analysis_imports(path: Path, modules: set[str]) -> set[str]:
     """The grok_cli.analysis modules a file imports, anywhere in it."""
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module == "grok_cli.analysis":
-            names |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            names |= {(node.module or "").removeprefix("grok_cli.analysis.")} - {node.module}
-        elif isinstance(node, ast.Import):
-            names |= {a.name.removeprefix("grok_cli.analysis.") for a in node.names} - {
-                a.name for a in node.names}
+        imported = ([node.module or ""] if isinstance(node, ast.ImportFrom)
+                    else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+        for module in imported:
+            if not module.startswith("grok_cli.analysis"):
+                continue
+            base = module.removeprefix("grok_cli.analysis").lstrip(".")
+            subs = ({f"{base}.{a.name}".lstrip(".") for a in node.names}
+                    if isinstance(node, ast.ImportFrom) else set())
+            names |= (subs & modules) or ({base} & modules)
     return names

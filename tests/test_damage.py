@@ -34,7 +34,7 @@ from damaged import (  # noqa: F401  pytest finds the fixtures by name
 )
 
 from grok_cli.errors import GrokError
-from grok_cli.training.records import read_metrics
+from grok_cli.runfolder.metrics import read_metrics
 
 # ---------------------------------------------------------------- checkpoints (last.pt)
 

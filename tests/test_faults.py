@@ -31,7 +31,7 @@ from damaged import (  # noqa: F401  pytest finds the fixtures by name
     zero_span,
 )
 
-from grok_cli.training.checkpoint import read_state
+from grok_cli.runfolder.checkpoints import read_state
 from grok_cli.training.signals import hydra_quoted
 
 # ---------------------------------------------------------------- run and sweep folders
@@ -275,7 +275,7 @@ def moe_run(tmp_path: Path, run_cfg) -> Path:
     from omegaconf import OmegaConf
     from test_pathways import tiny_olmoe
 
-    from grok_cli.training.checkpoint import write_digests
+    from grok_cli.runfolder.checkpoints import write_digests
 
     run = tmp_path / "moe"
     (run / ".hydra").mkdir(parents=True)

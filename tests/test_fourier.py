@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from grok_cli.analysis import fourier
+from grok_cli.analysis.fourier import measures as fourier
 
 P = 23
 K = (P - 1) // 2

@@ -12,7 +12,7 @@ import torch
 import yaml
 from omegaconf import OmegaConf
 
-from grok_cli.analysis import fourier_command
+from grok_cli.analysis.fourier import command as fourier_command
 from grok_cli.models import build_model
 from grok_cli.tasks import build_task
 

@@ -8,11 +8,11 @@ import re
 import pytest
 
 from grok_cli.errors import GrokError
+from grok_cli.runfolder.metrics import read_metrics
 from grok_cli.tasks import build_task
 from grok_cli.tasks.modadd import OPS
 from grok_cli.tasks.modmix import vocabulary
 from grok_cli.training.batched import train_batched
-from grok_cli.training.records import read_metrics
 from grok_cli.training.run import run_experiment
 
 FORMULAS = {"add": lambda a, b, p: (a + b) % p, "sub": lambda a, b, p: (a - b) % p,

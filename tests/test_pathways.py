@@ -9,9 +9,9 @@ import pytest
 import torch
 from transformers import OlmoeConfig, OlmoeForCausalLM
 
-from grok_cli.pathways import metrics
-from grok_cli.pathways.aggregate import add_accuracy, correlation_rows
-from grok_cli.pathways.routing import capture
+from grok_cli.analysis.pathways import metrics
+from grok_cli.analysis.pathways.aggregate import add_accuracy, correlation_rows
+from grok_cli.analysis.pathways.routing import capture
 
 
 def tiny_olmoe(seed: int = 0, layers: int = 2, experts: int = 8) -> OlmoeForCausalLM:
@@ -216,8 +216,8 @@ def test_d_path_sampled_only_past_max_distinct_pairs() -> None:
 def test_epsilon_auto_memorizes_20_to_25_percent_per_group() -> None:
     from omegaconf import OmegaConf
 
-    from grok_cli.pathways.aggregate import memorize
-    from grok_cli.pathways.samples import Samples
+    from grok_cli.analysis.pathways.aggregate import memorize
+    from grok_cli.analysis.pathways.samples import Samples
 
     rng = np.random.default_rng(7)
     final = {"web": rng.permutation(np.arange(1, 41) / 10),  # 40 distinct losses 0.1 .. 4.0
@@ -271,7 +271,7 @@ def test_routing_is_the_same_for_any_batch_size() -> None:
 def test_auto_batch_size_follows_the_model(parameters, expected) -> None:
     from omegaconf import OmegaConf
 
-    from grok_cli.pathways.config import batch_size
+    from grok_cli.analysis.pathways.config import batch_size
 
     assert batch_size(OmegaConf.create({"batch_size": "auto"}), parameters) == expected
     assert batch_size(OmegaConf.create({"batch_size": 3}), parameters) == 3

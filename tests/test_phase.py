@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import grok, grok_here, read_rows
 
-from grok_cli.analysis.phases import Rule, classify, majority
+from grok_cli.analysis.phase.phases import Rule, classify, majority
 
 EVAL_EVERY = 10
 RULE = ["budget=1000", "grok_delay=100"]  # acc 0.9 both: the default

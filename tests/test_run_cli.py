@@ -15,10 +15,10 @@ import pytest
 import torch
 from conftest import TINY, grok, grok_command, grok_env, grok_here, read_rows
 
-from grok_cli.analysis.runs import Run
 from grok_cli.errors import GrokError
-from grok_cli.sweep import find_job_dirs
-from grok_cli.training.records import COLUMNS, first_step, read_metrics
+from grok_cli.runfolder.metrics import COLUMNS, first_step, read_metrics
+from grok_cli.runfolder.runs import Run
+from grok_cli.runfolder.sweep import find_job_dirs
 from grok_cli.training.run import run_experiment
 from grok_cli.training.trainer import metrics_rows
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from grok_cli.launchers import slurm
-from grok_cli.sweep import find_job_dirs, record_lost_job, write_sweep_summary
+from grok_cli.runfolder.sweep import find_job_dirs, record_lost_job, write_sweep_summary
 
 
 @pytest.mark.parametrize(("stderr", "key"), [

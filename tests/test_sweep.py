@@ -14,7 +14,7 @@ import pytest
 from conftest import grok, grok_here
 from test_cds import compose_cds
 
-from grok_cli.analysis.cds import main
+from grok_cli.analysis.cds.command import main
 from grok_cli.cli import conf_dir
 
 # A p = 23 modular task small enough to train in seconds, yet its train accuracy climbs past

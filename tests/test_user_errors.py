@@ -18,7 +18,7 @@ from conftest import grok, grok_here
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
-from grok_cli.cli import SUBCOMMANDS
+from grok_cli.cli import commands
 from grok_cli.config import check_overrides, conf_dir, groups, top_keys, validate_run_config
 from grok_cli.errors import user_mistake
 
@@ -41,13 +41,13 @@ def validate_sweep(cfg) -> None:
 
 
 def validate_cds(cfg) -> None:
-    from grok_cli.analysis.cds import read_params
+    from grok_cli.analysis.cds.command import read_params
 
     read_params(cfg)
 
 
 def validate_fourier(cfg) -> None:
-    from grok_cli.analysis.fourier_command import read_settings
+    from grok_cli.analysis.fourier.command import read_settings
 
     read_settings(cfg)
 
@@ -63,7 +63,7 @@ def elsewhere(path: str, why: str) -> pytest.MarkDecorator:
 
 def reported(command: str, overrides: list[str]) -> str:
     """The one line `grok <command> <overrides>` reports, found in-process."""
-    config_name = SUBCOMMANDS[command][0]
+    config_name = commands()[command].config_name
     try:
         check_overrides(config_name, overrides)
         grid = [o for o in overrides if command == "sweep" and "," in o]

@@ -21,7 +21,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
 
 from grok_cli.errors import EXIT_USER_ERROR, GrokError
-from grok_cli.training.folder import without_hydra
+from grok_cli.runfolder.record import without_hydra
 
 log = logging.getLogger("grok")
 

@@ -8,8 +8,9 @@
 - The sweep waits on the array itself, through `squeue` (states of ended jobs are kept there
   for MinJobAge, 300 s by default; `sacct` is not needed): a task that left the queue without a
   result (scancel, node failure, out of memory) is recorded in its job folder
-  (`status: cancelled` / `failed`, grok_cli.sweep.record_lost_job) and the others are waited
-  for; the sweep then writes summary.csv and exits 1, and the same command continues it.
+  (`status: cancelled` / `failed`, grok_cli.runfolder.sweep.record_lost_job) and the others
+  are waited for; the sweep then writes summary.csv and exits 1, and the same command
+  continues it.
 - The job script exports GROK_CONTINUE_COMMAND, the `grok sweep` command that continues the
   sweep, so an interrupted job's "to continue:" line names it, not the submitit worker.
 - A time-limit or preemption signal (submitit's USR2) checkpoints at the current step
@@ -134,7 +135,7 @@ class SlurmLauncher(SubmititSlurmLauncher):
 
     def outcome(self, job: Any, overrides: list[str]) -> JobReturn:
         """The task's JobReturn; a task that ended without a result is recorded in its folder."""
-        from grok_cli.sweep import record_lost_job
+        from grok_cli.runfolder.sweep import record_lost_job
 
         if job.paths.result_pickle.exists():
             try:

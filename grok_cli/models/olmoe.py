@@ -70,7 +70,7 @@ class MoEAnswer(GrokModel):
         """Write `path` as a save_pretrained folder (safetensors), atomically: a kill
         mid-write never leaves a half snapshot under the final name (the hidden temporary
         name is one `step_*` globs skip)."""
-        from grok_cli.training.checkpoint import write_digests
+        from grok_cli.runfolder.checkpoints import write_digests
 
         with _quiet_progress(), atomic_directory(path) as tmp:  # no "Writing shards" bar
             self.lm.save_pretrained(tmp, safe_serialization=True)

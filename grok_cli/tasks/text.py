@@ -260,7 +260,7 @@ def encode_cached(train: Rows, test: Rows | None, tokenizer: Any, task: DictConf
         fingerprint(tokenizer), str(task.max_length)]).encode()).hexdigest()[:24]
     path = cache_dir / "tokenized" / f"{content}.pt"
     if path.exists():
-        from grok_cli.training.checkpoint import verify  # not at the top: it imports tasks
+        from grok_cli.runfolder.checkpoints import verify
 
         try:
             verify(path)  # a damaged cache would train on other tokens without a word

@@ -38,16 +38,13 @@ from torch.func import functional_call, stack_module_state, vmap
 from grok_cli.config import validate_run_config
 from grok_cli.errors import GrokError, check
 from grok_cli.models import build_model, l2_norm_of, rescale
+from grok_cli.runfolder import last_checkpoint, snapshot_files
+from grok_cli.runfolder.checkpoints import save_checkpoint
+from grok_cli.runfolder.record import RunFolder
 from grok_cli.tasks import TaskData, build_task, padded
 from grok_cli.threads import apply_threads
-from grok_cli.training.checkpoint import (
-    checkpoint_state,
-    save_checkpoint,
-    save_snapshot,
-    snapshot_files,
-)
+from grok_cli.training.checkpoint import checkpoint_state, save_snapshot
 from grok_cli.training.device import accelerate, check_device, resolve_device, rng_state
-from grok_cli.training.folder import RunFolder
 from grok_cli.training.levers import unbatched_levers
 from grok_cli.training.optim import build_optimizer
 from grok_cli.training.run import finish, record_failure, run_experiment, stop_interrupted
@@ -83,7 +80,7 @@ class Member:
 
     @property
     def ckpt_path(self) -> Path:
-        return self.run_dir / "checkpoints" / "last.pt"
+        return last_checkpoint(self.run_dir)
 
 
 def shared_config(cfg: DictConfig) -> dict[str, Any]:
@@ -139,7 +136,7 @@ def train_batched(member_cfgs: list[DictConfig], run_dirs: list[Path]) -> list[s
     stop = StopSignals()
     with stop.installed(), contextlib.ExitStack() as held:
         for i, (cfg, run_dir) in enumerate(zip(member_cfgs, map(Path, run_dirs), strict=True)):
-            if cfg.resume and (run_dir / "checkpoints" / "last.pt").exists():
+            if cfg.resume and last_checkpoint(run_dir).exists():
                 statuses[i] = run_experiment(cfg, run_dir, isolate_failures=True)
                 continue
             try:

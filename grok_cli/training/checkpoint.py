@@ -1,18 +1,11 @@
-"""Checkpoints and snapshots: written atomically, verified and checked before any use.
-
-`read_state` is the one reader of a `.pt` file (a run's last.pt, a step_<N>.pt snapshot) and
-`verify` the one integrity check of every checkpoint or snapshot: `torch.load` does not look at
-the zip CRCs torch writes, so a zeroed span would load as wrong weights. A snapshot folder
-(olmoe's save_pretrained) carries a digest file of its own, written inside it before it is
-renamed into place (`write_digests`).
+"""Whose run a checkpoint is: its identity keys, checked before any use (a checkpoint, a
+snapshot, a run folder's record). The files themselves (written atomically, verified, read)
+are grok_cli.runfolder.checkpoints'.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +14,11 @@ from omegaconf import DictConfig
 
 from grok_cli.config import plain, with_defaults
 from grok_cli.errors import GrokError
-from grok_cli.io import atomic_write, write_json
+from grok_cli.io import atomic_write
 from grok_cli.models.base import GrokModel
+from grok_cli.runfolder import CONFIG, holds_run, snapshot_path
+from grok_cli.runfolder.checkpoints import read_state
+from grok_cli.runfolder.record import RunFolder, read_record
 from grok_cli.tasks.base import TaskData
 from grok_cli.training.device import effective_precision
 
@@ -68,64 +64,6 @@ def check_tokenizer(state: dict[str, Any], task: TaskData, path: Path) -> None:
             "original run, or use a new run folder")
 
 
-DIGESTS = "grok.sha256.json"  # in a snapshot folder: {file name: sha256 of its bytes}
-
-
-def write_digests(folder: Path) -> None:
-    """Record the sha256 of every file of a snapshot folder about to be renamed into place."""
-    write_json(folder / DIGESTS, {f.name: _sha256(f) for f in sorted(folder.iterdir())
-                                  if f.is_file() and f.name != DIGESTS})
-
-
-def _sha256(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
-def verify(path: Path) -> None:
-    """GrokError naming the file unless the checkpoint or snapshot at `path` holds the bytes
-    that were written: every zip entry's CRC of a .pt file, the recorded digests of a snapshot
-    folder (a folder without a digest file, made by another tool, is taken as it is)."""
-    if path.is_dir() and path.suffix != ".pt":
-        digests_path = path / DIGESTS
-        if not digests_path.is_file():
-            return
-        try:
-            digests = json.loads(digests_path.read_text())
-            bad = next((name for name, digest in digests.items()
-                        if not (path / name).is_file() or _sha256(path / name) != digest), None)
-        except (OSError, ValueError, AttributeError) as err:
-            raise damaged(digests_path, f"{type(err).__name__}: {err}") from None
-        if bad is not None:
-            raise damaged(path / bad, f"its bytes differ from the digest {DIGESTS} "
-                          "recorded when it was written: truncated or overwritten")
-        return
-    try:
-        with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()
-    except Exception as err:  # zipfile raises several types for damaged headers
-        raise damaged(path, f"not a whole checkpoint: {type(err).__name__}: {err}") from None
-    if bad is not None:
-        raise damaged(path, f"its entry {bad} fails its CRC check: bytes changed on disk")
-
-
-def damaged(path: Path, reason: str) -> GrokError:
-    return GrokError(f"{path} is damaged ({reason}); restore it from a copy, or delete it")
-
-
-def read_state(path: Path) -> dict[str, Any]:
-    """The dict a .pt checkpoint or snapshot holds, verified first."""
-    verify(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for a file it cannot read
-        raise damaged(path, f"unreadable: {type(err).__name__}") from None
-    if not isinstance(state, dict) or "model" not in state or "step" not in state:
-        raise GrokError(f"{path} is not a grok checkpoint or snapshot (no model and step); "
-                        "delete it, or resume=false to start over")
-    return state
-
-
 def differences(saved: dict[str, Any], current: dict[str, Any], where: str,
                 prefix: str = "") -> list[str]:
     """`key: A in the <where>, B here` for each leaf that differs, nested keys dotted."""
@@ -151,13 +89,6 @@ def check_identity(saved: dict[str, Any], cfg: DictConfig, path: Path,
                         "same config, or a new run folder")
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Written whole or not at all: a kill mid-write leaves the old file intact."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path, "wb") as handle:
-        torch.save(state, handle)
-
-
 def load_checkpoint(path: Path, cfg: DictConfig, task: TaskData | None = None
                     ) -> dict[str, Any]:
     """The checkpoint at `path`, refused unless it belongs to this run: the identity keys of
@@ -177,7 +108,7 @@ def save_snapshot(model: GrokModel, run_dir: Path, step: int, cfg: DictConfig) -
     moe.from_run=`): a model with its own format (`save_step`: olmoe's save_pretrained) writes
     checkpoints/step_<N>/, any other checkpoints/step_<N>.pt (its state_dict, the step and the
     run's identity keys, so a snapshot copied in from another run is refused)."""
-    path = run_dir / "checkpoints" / f"step_{step}"
+    path = snapshot_path(run_dir, step)
     if model.save_step(path):
         return
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -186,16 +117,21 @@ def save_snapshot(model: GrokModel, run_dir: Path, step: int, cfg: DictConfig) -
                    handle)
 
 
-def snapshots(run_dir: Path) -> dict[int, Path]:
-    """The run's step snapshots (files or folders) by step."""
-    found = {}
-    for path in (run_dir / "checkpoints").glob("step_*"):
-        number = path.name.removesuffix(".pt").removeprefix("step_")
-        if number.isdigit():
-            found[int(number)] = path
-    return dict(sorted(found.items()))
-
-
-def snapshot_files(run_dir: Path) -> list[str]:
-    """The run's step snapshots, relative to the run folder, by step."""
-    return [str(p.relative_to(run_dir)) for p in snapshots(run_dir).values()]
+def check_record(folder: RunFolder, cfg: DictConfig) -> None:
+    """GrokError unless this folder's run (if it holds one) was recorded with `cfg`'s
+    identity keys: without it, a folder whose checkpoint was deleted would be trained
+    over by another config, its metrics, summary and record replaced."""
+    path = folder.path / CONFIG
+    if not path.is_file() or not holds_run(folder.path):
+        return
+    record = read_record(path)
+    record.device = cfg.device  # the precision it computes in, were it run here
+    try:
+        saved = identity(record)
+    except Exception as err:  # a value missing (???) or of a type the keys cannot have
+        raise GrokError(f"{path} is damaged ({type(err).__name__}); restore it from a "
+                        "copy") from None
+    try:
+        check_identity(saved, cfg, path, where="run folder's record")
+    except GrokError as err:
+        raise GrokError(f"{err} (resume=false starts this folder over)") from None

@@ -15,10 +15,12 @@ from omegaconf import DictConfig
 from grok_cli.config import validate_run_config
 from grok_cli.errors import Fault, GrokError, as_fault, report_user_errors
 from grok_cli.plots import plot_curves, setting_title
+from grok_cli.runfolder import CURVES, METRICS, last_checkpoint
+from grok_cli.runfolder.metrics import read_metrics
+from grok_cli.runfolder.record import RunFolder
+from grok_cli.runfolder.summary import has_summary, read_summary, summarize, write_summary
 from grok_cli.training.checkpoint import load_checkpoint
 from grok_cli.training.device import check_device
-from grok_cli.training.folder import RunFolder
-from grok_cli.training.records import read_metrics, read_summary, summarize, write_summary
 from grok_cli.training.signals import Interrupted, StopSignals, continue_command, signal_name
 from grok_cli.training.trainer import Outcome, train
 
@@ -132,7 +134,7 @@ def record_failure(cfg: DictConfig, folder: RunFolder, err: BaseException,
     replaced; a folder without one gets this command's (a sweep counts jobs by it)."""
     if not keep_new_folder and folder.discard_if_new():
         return
-    if (folder.path / "summary.json").exists():
+    if has_summary(folder.path):
         return
     if not folder.has_record:
         folder.write_record(cfg)
@@ -142,15 +144,15 @@ def record_failure(cfg: DictConfig, folder: RunFolder, err: BaseException,
 
 def _already_completed(run_dir: Path, cfg: DictConfig) -> bool:
     """A completed run of this very config (a different one is refused, not skipped)."""
-    summary_path, ckpt_path = run_dir / "summary.json", run_dir / "checkpoints" / "last.pt"
-    if not summary_path.exists() or not ckpt_path.exists():
+    ckpt_path = last_checkpoint(run_dir)
+    if not ckpt_path.exists():
         return False
     try:
-        summary = read_summary(summary_path)
+        summary = read_summary(run_dir)
     except GrokError as err:  # the checkpoint rewrites it: its last step is evaluated again
         log.warning("%s; it is rewritten from %s", err, ckpt_path)
         return False
-    if summary.get("status") != "completed":
+    if summary is None or summary.get("status") != "completed":
         return False
     load_checkpoint(ckpt_path, cfg)  # raises when the folder holds another config's run
     return summary.get("steps") == cfg.steps
@@ -160,7 +162,7 @@ def finish_run(run_dir: Path, cfg: DictConfig, status: str, error: str | None,
                **extra: Any) -> dict[str, Any]:
     """Write summary.json (and curves.png) from the folder's metrics.csv: the run folder's
     closing files, for batched members too."""
-    metrics_path = run_dir / "metrics.csv"
+    metrics_path = run_dir / METRICS
     rows = read_metrics(metrics_path) if metrics_path.exists() else []
     extra = {"n_train": None, "n_test": None, "device": None, "label_names": None, **extra}
     summary = summarize(rows, cfg.thresholds, status=status, steps=cfg.steps, error=error,
@@ -171,11 +173,11 @@ def finish_run(run_dir: Path, cfg: DictConfig, status: str, error: str | None,
                  f"generalized (test_acc ≥ {cfg.thresholds.generalize})":
                  summary["generalization_step"]}
         try:
-            plot_curves(rows, run_dir / "curves.png", setting_title(cfg, summary["n_train"]),
+            plot_curves(rows, run_dir / CURVES, setting_title(cfg, summary["n_train"]),
                         marks)
         except OSError as err:  # a failure's summary matters more than its plot (full disk)
             if status == "completed":
                 raise
             log.warning("curves.png not written: %s", err)
-    write_summary(run_dir / "summary.json", summary)
+    write_summary(run_dir, summary)
     return summary

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -25,23 +24,23 @@ from tqdm import tqdm
 
 from grok_cli.errors import check
 from grok_cli.models import build_model, l2_norm, rescale
+from grok_cli.runfolder import METRICS, last_checkpoint, snapshot_files
+from grok_cli.runfolder.checkpoints import save_checkpoint
+from grok_cli.runfolder.metrics import MetricsLog, metric_columns, read_metrics
+from grok_cli.runfolder.record import RunFolder
 from grok_cli.tasks import Split, TaskData, build_task
 from grok_cli.threads import apply_threads
 from grok_cli.training.checkpoint import (
+    check_record,
     checkpoint_state,
     load_checkpoint,
-    save_checkpoint,
     save_snapshot,
-    snapshot_files,
-    snapshots,
 )
 from grok_cli.training.device import accelerate, resolve_device, rng_state, set_rng_state
-from grok_cli.training.folder import RunFolder
 from grok_cli.training.grokfast import GradFilter, build_grad_filter
 from grok_cli.training.loggers import build_loggers
 from grok_cli.training.losses import Loss, build_loss, cross_entropy
 from grok_cli.training.optim import build_optimizer
-from grok_cli.training.records import MetricsLog, metric_columns, read_metrics
 from grok_cli.training.signals import StopSignals, signal_name
 from grok_cli.training.stop import EarlyStop
 
@@ -157,7 +156,7 @@ class RunLog:
 
     def __init__(self, cfg: DictConfig, run_dir: Path, groups: Sequence[str] | None = None
                  ) -> None:
-        self.metrics = MetricsLog(run_dir / "metrics.csv", metric_columns(groups))
+        self.metrics = MetricsLog(run_dir / METRICS, metric_columns(groups))
         self.trackers = build_loggers(cfg, run_dir)
 
     def write(self, row: dict[str, Any]) -> None:
@@ -181,19 +180,11 @@ def accept(cfg: DictConfig, run_dir: Path, runlog: RunLog, start: int,
     checkpoint recorded (`metrics_record`)."""
     folder = RunFolder(run_dir)
     if cfg.resume:
-        folder.check_record(cfg)
+        check_record(folder, cfg)
     rows = runlog.metrics.kept_rows(start, metrics_record)
     folder.write_record(cfg)
     runlog.metrics.start(rows)
-    (run_dir / "summary.json").unlink(missing_ok=True)
-    stale = [path for step, path in snapshots(run_dir).items() if step >= start]
-    if start == 0:
-        stale.append(run_dir / "checkpoints" / "last.pt")
-    for path in stale:
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
+    folder.restart_from(start)
 
 
 # ---------------------------------------------------------------- the single-run loop
@@ -219,7 +210,7 @@ class Session:
 
     @property
     def ckpt_path(self) -> Path:
-        return self.run_dir / "checkpoints" / "last.pt"
+        return last_checkpoint(self.run_dir)
 
     @property
     def full_batch(self) -> bool:

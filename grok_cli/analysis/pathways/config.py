@@ -7,9 +7,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from grok_cli.analysis.pathways.metrics import UNITS
+from grok_cli.analysis.pathways.routing import DTYPES, LOSS_TOKENS
 from grok_cli.errors import GrokError, check, check_choice, is_int
-from grok_cli.pathways.metrics import UNITS
-from grok_cli.pathways.routing import DTYPES, LOSS_TOKENS
 from grok_cli.threads import check_threads
 
 AUTO = "auto"

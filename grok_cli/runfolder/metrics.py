@@ -1,8 +1,9 @@
-"""The run folder's records: metrics.csv (one row per evaluation) and summary.json.
+"""A run folder's metrics.csv (one row per evaluation): its writer and its one reader.
 
 `read_metrics` is the one reader of metrics.csv in the project (resume, summary.json, `grok
-cds`, `grok phase`, `grok pathways`): every caller sees the same rows, a torn last row dropped
-the same way; `first_step_reaching` the one finder of the step a curve reaches a threshold.
+cds`, `grok phase`, `grok fourier`, `grok pathways`): every caller sees the same rows, a torn
+last row dropped the same way; `first_step_reaching` the one finder of the step a curve
+reaches a threshold.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from grok_cli.errors import GrokError
-from grok_cli.io import atomic_write, write_json
+from grok_cli.io import atomic_write
 
 log = logging.getLogger("grok")
 
@@ -214,48 +215,3 @@ def converged_accuracy(acc: Sequence[float], tail_fraction: float = 0.1) -> floa
     if not values:
         return None
     return float(statistics.mean(values[-math.ceil(len(values) * tail_fraction):]))
-
-
-def group_steps(rows: list[dict[str, Any]], thresholds: Any) -> dict[str, Any] | None:
-    """Per data group (the train_acc/<group> columns): its memorization and generalization
-    steps by the run's thresholds; None for a task without groups."""
-    groups = [key.removeprefix("train_acc/") for key in (rows[0] if rows else ())
-              if key.startswith("train_acc/")]
-    return {group: {"memorization_step": first_step(rows, f"train_acc/{group}",
-                                                    thresholds.memorize),
-                    "generalization_step": first_step(rows, f"test_acc/{group}",
-                                                      thresholds.generalize)}
-            for group in groups} or None
-
-
-def summarize(rows: list[dict[str, Any]], thresholds: Any, **extra: Any) -> dict[str, Any]:
-    """The summary.json fields derived from the metrics rows (docs/design.md)."""
-    elapsed = rows[-1]["elapsed_s"] if rows else 0.0
-    return {
-        "memorization_step": first_step(rows, "train_acc", thresholds.memorize),
-        "generalization_step": first_step(rows, "test_acc", thresholds.generalize),
-        "groups": group_steps(rows, thresholds),
-        "final": rows[-1] if rows else None,
-        "best_test_acc": max((row["test_acc"] for row in rows
-                              if math.isfinite(row["test_acc"])), default=None),
-        "converged_test_acc": (converged_accuracy([r["test_acc"] for r in rows])
-                               if rows else None),
-        "wall_s": elapsed,
-        "steps_per_s": rows[-1]["step"] / elapsed if rows and elapsed > 0 else None,
-        **extra,
-    }
-
-
-def write_summary(path: Path, summary: dict[str, Any]) -> None:
-    write_json(path, summary)
-
-
-def read_summary(path: Path) -> dict[str, Any]:
-    """summary.json as a dict; GrokError naming it when it is not a JSON object."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise GrokError(f"{path} is damaged ({type(err).__name__}: {err})") from None
-    if not isinstance(data, dict):
-        raise GrokError(f"{path} is damaged (not a JSON object)")
-    return data

@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig
 
-from grok_cli.pathways import metrics
-from grok_cli.pathways.accuracy import Accuracy
-from grok_cli.pathways.config import AUTO
-from grok_cli.pathways.samples import Samples
+from grok_cli.analysis.pathways import metrics
+from grok_cli.analysis.pathways.accuracy import Accuracy
+from grok_cli.analysis.pathways.config import AUTO
+from grok_cli.analysis.pathways.samples import Samples
 
 ALL = "all"
 MEMORIZED = "Pretrain@"  # prefix of the groups of samples memorized at one checkpoint

@@ -12,7 +12,7 @@ matplotlib.use("Agg")  # files only; servers and clusters have no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from grok_cli.analysis.cds_plots import save  # noqa: E402
+from grok_cli.analysis.output import write_png as save  # noqa: E402
 
 PHASES = (("memorization_step", "memorized", "tab:gray"),
           ("generalization_step", "generalized", "tab:green"))

@@ -6,7 +6,7 @@ One module per job of `grok pathways`; imports run one way, top to bottom:
     outputs      csv / json files          -> plots (pathways.png)
     aggregate    memorization, groups, per-group rows, correlations
     checkpoints  moe=local | olmoe_1b_7b | from_run -> Checkpoint list, architecture check
-    accuracy     accuracy=FILE or the run's test_acc (training.records.read_metrics)
+    accuracy     accuracy=FILE or the run's test_acc (runfolder.metrics.read_metrics)
     samples      data.path or the run's training sequences, tokenized
     config       checks of conf/pathways.yaml and conf/moe/
     routing      loading MoE checkpoints, router probabilities + loss in one forward pass

@@ -1,9 +1,9 @@
 """`grok phase`: the command. Reads the jobs of a sweep folder (any launcher), finds each job's
 steps to the rule's accuracies, classifies it (`phases`), and writes phase.csv, phase.json and
-phase.png (`phase_plots`).
+phase.png (`plots`).
 
-Imports run one way: phase (this command) -> phase_plots -> phases; the steps come from
-training.records.first_step_reaching, the one definition `grok cds` and summary.json use.
+Imports run one way: command -> plots -> phases; the steps come from
+runfolder.metrics.first_step_reaching, the one definition `grok cds` and summary.json use.
 """
 
 from __future__ import annotations
@@ -15,15 +15,13 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from grok_cli.analysis.cds import output_dir, write_csv
-from grok_cli.analysis.phases import PHASES, Rule, classify, majority
-from grok_cli.analysis.runs import Run, metric_arrays
-from grok_cli.analysis.stepwise import threshold_column
+from grok_cli.analysis.output import output_dir, threshold_column, write_csv, write_json
+from grok_cli.analysis.phase.phases import PHASES, Rule, classify, majority
 from grok_cli.errors import GrokError, bad_value, check, is_int, is_number, report_user_errors
-from grok_cli.io import write_json
-from grok_cli.sweep import find_job_dirs, override_values, read_overrides
+from grok_cli.runfolder.metrics import first_step_reaching
+from grok_cli.runfolder.runs import Run, metric_arrays
+from grok_cli.runfolder.sweep import find_job_dirs, override_values, read_overrides
 from grok_cli.threads import apply_threads, check_threads
-from grok_cli.training.records import first_step_reaching
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +147,7 @@ def report(cfg: DictConfig, rule: Rule, root: Path, rows: list[dict[str, Any]],
 @report_user_errors
 def main(cfg: DictConfig) -> None:
     """The Hydra task function of `grok phase`."""
-    from grok_cli.analysis import phase_plots
+    from grok_cli.analysis.phase import plots as phase_plots
 
     rule = read_rule(cfg)
     check(isinstance(cfg.plots, bool), "plots", cfg.plots, "true or false")
@@ -162,7 +160,6 @@ def main(cfg: DictConfig) -> None:
 
     apply_threads(cfg.threads, None, "cpu")  # small per-job tables: no pool to size
     out = output_dir(cfg)
-    out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "phase.csv", rows)
     outputs = ["phase.csv", "phase.json"]
     if cfg.plots:

@@ -3,15 +3,15 @@ training order, and the check that they share one MoE architecture."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 
+from grok_cli.analysis.pathways.routing import Checkpoint, architecture, load_config, num_experts
 from grok_cli.errors import GrokError, check
-from grok_cli.pathways.routing import Checkpoint, architecture, load_config, num_experts
-from grok_cli.training.checkpoint import verify
+from grok_cli.runfolder import snapshots
+from grok_cli.runfolder.checkpoints import verify
 
 
 def resolve_checkpoints(moe: DictConfig) -> list[Checkpoint]:
@@ -44,11 +44,8 @@ def hub_checkpoints(model: str, revisions: list[str]) -> list[Checkpoint]:
 def run_checkpoints(run_dir: Path) -> list[Checkpoint]:
     """The checkpoints/step_<N>/ snapshots of a `grok run`, by N."""
     check(run_dir.is_dir(), "moe.from_run", str(run_dir), "an existing grok run folder")
-    found = []
-    for path in (run_dir / "checkpoints").glob("step_*"):
-        match = re.fullmatch(r"step_(\d+)", path.name)
-        if match and path.is_dir():
-            found.append((int(match.group(1)), path))
+    found = [(step, path) for step, path in snapshots(run_dir).items()
+             if path.is_dir() and path.name == f"step_{step}"]
     check(bool(found), "moe.from_run", str(run_dir),
           "a grok run folder with checkpoints/step_<N>/ save_pretrained folders")
     for _, path in found:

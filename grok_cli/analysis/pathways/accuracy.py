@@ -10,9 +10,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from grok_cli.analysis.pathways.routing import Checkpoint
 from grok_cli.errors import GrokError, check
-from grok_cli.pathways.routing import Checkpoint
-from grok_cli.training.records import read_metrics
+from grok_cli.runfolder import METRICS
+from grok_cli.runfolder.metrics import read_metrics
 
 # {group: {checkpoint name: accuracy}}; group "" = the accuracy of every group without its own
 Accuracy = dict[str, dict[str, float]]
@@ -22,7 +23,7 @@ def load_accuracy(cfg: DictConfig, checkpoints: list[Checkpoint]) -> Accuracy:
     if cfg.accuracy is not None:  # an explicit file wins over the run's own accuracy
         return read_accuracy(Path(cfg.accuracy), checkpoints)
     if cfg.moe.from_run is not None:
-        return run_accuracy(Path(cfg.moe.from_run) / "metrics.csv", checkpoints)
+        return run_accuracy(Path(cfg.moe.from_run) / METRICS, checkpoints)
     return {}
 
 

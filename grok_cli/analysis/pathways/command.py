@@ -9,16 +9,15 @@ correlation with accuracy -> csv/json/png.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig
 
-from grok_cli.errors import report_user_errors
-from grok_cli.pathways import metrics
-from grok_cli.pathways.accuracy import accuracy_label, load_accuracy
-from grok_cli.pathways.aggregate import (
+from grok_cli.analysis.output import output_dir
+from grok_cli.analysis.pathways import metrics
+from grok_cli.analysis.pathways.accuracy import accuracy_label, load_accuracy
+from grok_cli.analysis.pathways.aggregate import (
     CheckpointResult,
     add_accuracy,
     correlation_rows,
@@ -26,11 +25,12 @@ from grok_cli.pathways.aggregate import (
     memorize,
     sample_groups,
 )
-from grok_cli.pathways.checkpoints import check_architectures, resolve_checkpoints
-from grok_cli.pathways.config import batch_size, validate
-from grok_cli.pathways.outputs import MAX_RELATIVE_SE, d_path_note, write_outputs
-from grok_cli.pathways.routing import Checkpoint, capture, load_model, pick_device
-from grok_cli.pathways.samples import Samples, load_samples
+from grok_cli.analysis.pathways.checkpoints import check_architectures, resolve_checkpoints
+from grok_cli.analysis.pathways.config import batch_size, validate
+from grok_cli.analysis.pathways.outputs import MAX_RELATIVE_SE, d_path_note, write_outputs
+from grok_cli.analysis.pathways.routing import Checkpoint, capture, load_model, pick_device
+from grok_cli.analysis.pathways.samples import Samples, load_samples
+from grok_cli.errors import report_user_errors
 from grok_cli.threads import apply_threads
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ def main(cfg: DictConfig) -> None:
     rows = group_rows(cfg, names, results, groups, threads)
     add_accuracy(rows, accuracy, cfg.loss_window)
     log_d_path(rows)
-    out = Path(HydraConfig.get().runtime.output_dir)
+    out = output_dir(cfg)
     write_outputs(out, cfg, names, samples, results, memorization, rows,
                   correlation_rows(rows), plot_settings(cfg, checkpoints, samples))
     log.info("%d checkpoints x %d samples (%d memorized; epsilon %s), %d groups -> %s",

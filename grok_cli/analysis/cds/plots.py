@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from grok_cli.analysis.stepwise import (  # noqa: E402
+from grok_cli.analysis.cds.stepwise import (  # noqa: E402
     Curves,
     Params,
     SettingKey,
@@ -23,9 +23,9 @@ from grok_cli.analysis.stepwise import (  # noqa: E402
     curve,
     setting_key,
     setting_label,
-    threshold_column,
 )
-from grok_cli.io import atomic_write  # noqa: E402
+from grok_cli.analysis.output import threshold_column  # noqa: E402
+from grok_cli.analysis.output import write_png as save  # noqa: E402
 
 SEED_STYLES = ("-", "--", ":", "-.")
 
@@ -50,12 +50,6 @@ def write_all(out: Path, curves: Curves, size_rows: list[dict[str, Any]],
             save(fig, out / "cds_accuracy_map.png")
             files.append("cds_accuracy_map.png")
     return files
-
-
-def save(fig: Figure, path: Path) -> None:
-    with atomic_write(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=120)
-    plt.close(fig)
 
 
 def _slug(text: str) -> str:

@@ -1,4 +1,4 @@
-"""A run folder while one command writes it.
+"""A run folder while one command writes it: its lock and its `.hydra/` record.
 
 - One writer: a command holds the folder's lock (`.grok.lock`, an OS file lock the kernel
   releases when the process dies, even by SIGKILL) while it trains there; a second command on
@@ -33,9 +33,18 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from grok_cli.errors import GrokError, stops_on_error
 from grok_cli.io import read_yaml, write_text
+from grok_cli.runfolder import (
+    CONFIG,
+    LAST,
+    LOCK_FILE,
+    METRICS,
+    OWNER_FILE,
+    RECORD_DIR,
+    SWEEP_SUMMARY,
+    snapshots,
+)
+from grok_cli.runfolder.summary import remove_summary
 
-LOCK_FILE, OWNER_FILE, RECORD_DIR = ".grok.lock", ".grok.owner", ".hydra"
-RECORD = Path(RECORD_DIR) / "config.yaml"
 # What a run refused before training may leave in a folder it created (all of it removed).
 PRE_TRAINING_FILES = {"run.log", LOCK_FILE, OWNER_FILE}
 
@@ -120,41 +129,19 @@ class RunFolder:
 
     @property
     def has_record(self) -> bool:
-        return (self.path / RECORD).exists()
-
-    def check_record(self, cfg: DictConfig) -> None:
-        """GrokError unless this folder's run (if it holds one) was recorded with `cfg`'s
-        identity keys: without it, a folder whose checkpoint was deleted would be trained
-        over by another config, its metrics, summary and record replaced."""
-        from grok_cli.training.checkpoint import check_identity, identity
-
-        path = self.path / RECORD
-        if not path.is_file() or not any((self.path / name).exists()
-                                         for name in ("metrics.csv", "checkpoints")):
-            return
-        record = read_record(path)
-        record.device = cfg.device  # the precision it computes in, were it run here
-        try:
-            saved = identity(record)
-        except Exception as err:  # a value missing (???) or of a type the keys cannot have
-            raise GrokError(f"{path} is damaged ({type(err).__name__}); restore it from a "
-                            "copy") from None
-        try:
-            check_identity(saved, cfg, path, where="run folder's record")
-        except GrokError as err:
-            raise GrokError(f"{err} (resume=false starts this folder over)") from None
+        return (self.path / CONFIG).exists()
 
     def check_place(self) -> None:
         """A run folder is neither a sweep's folder (its jobs would drop out of summary.csv)
         nor inside another run's folder."""
         subfolders = [p for p in self.path.iterdir() if p.is_dir()] if self.path.is_dir() else []
-        if (self.path / "summary.csv").exists() or any(
-                (sub / "metrics.csv").exists() for sub in subfolders):
+        if (self.path / SWEEP_SUMMARY).exists() or any(
+                (sub / METRICS).exists() for sub in subfolders):
             raise GrokError(f"hydra.run.dir={str(self.path)!r} is not allowed: it is a sweep's "
                             "folder (it holds summary.csv or job folders); a run needs a "
                             "folder of its own")
-        holder = next((p for p in self.path.parents if (p / RECORD).is_file()
-                       and (p / "metrics.csv").exists()), None)
+        holder = next((p for p in self.path.parents if (p / CONFIG).is_file()
+                       and (p / METRICS).exists()), None)
         if holder is not None:
             raise GrokError(f"hydra.run.dir={str(self.path)!r} is not allowed: it lies inside "
                             f"the run folder {holder}; a run needs a folder of its own")
@@ -167,6 +154,20 @@ class RunFolder:
         (self.path / RECORD_DIR).mkdir(exist_ok=True)
         for name, text in files.items():
             write_text(self.path / RECORD_DIR / name, text)
+
+    def restart_from(self, start: int) -> None:
+        """Training restarts at step `start`: an earlier summary no longer describes the
+        folder, nor a checkpoint or snapshot of a step this run has not reached (a run's
+        snapshots are only ever its own)."""
+        remove_summary(self.path)
+        stale = [path for step, path in snapshots(self.path).items() if step >= start]
+        if start == 0:
+            stale.append(self.path / LAST)
+        for path in stale:
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
 
     def discard_if_new(self, leftovers: set[str] = PRE_TRAINING_FILES) -> bool:
         """Remove the folder when this very command created it and it holds nothing but what

@@ -4,18 +4,17 @@ grok_cli.io)."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from grok_cli.io import atomic_write, write_json
-from grok_cli.pathways import metrics
-from grok_cli.pathways.aggregate import CheckpointResult, Memorization
-from grok_cli.pathways.plots import plot_group_tracks, plot_pathways
-from grok_cli.pathways.samples import Samples
+from grok_cli.analysis.output import write_csv, write_json
+from grok_cli.analysis.pathways import metrics
+from grok_cli.analysis.pathways.aggregate import CheckpointResult, Memorization
+from grok_cli.analysis.pathways.plots import plot_group_tracks, plot_pathways
+from grok_cli.analysis.pathways.samples import Samples
 
 SAMPLE_COLUMNS = ["checkpoint", "sample_id", "group", "memorized_at", "loss", "pathway",
                   "consistency", "complexity"]
@@ -25,13 +24,6 @@ GROUP_COLUMNS = ["checkpoint", "group", "n_samples", "d_path_mean", "d_path_std"
 CORRELATION_COLUMNS = ["group", "metric", "pearson", "spearman", "n"]
 # A sampled D_path is reported when its standard error is below this share of its mean.
 MAX_RELATIVE_SE = 0.005
-
-
-def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
-    with atomic_write(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def sample_rows(names: list[str], results: list[CheckpointResult], samples: Samples,

@@ -5,7 +5,7 @@ read-out points it needs (models/base.py: embed, unembed, blocks.0.mlp.hidden), 
 last checkpoint) before anything is written -> per run: rebuild the task from its
 .hydra/config.yaml, run every snapshot on the full p × p grid (logits and the first MLP
 layer's hidden activation at the answer position), find the key frequencies at the last
-snapshot, then the measures of every snapshot (fourier.py) -> fourier.csv, fourier.json, PNGs.
+snapshot, then the measures of every snapshot (measures.py) -> fourier.csv, fourier.json, PNGs.
 """
 
 from __future__ import annotations
@@ -17,22 +17,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from grok_cli.analysis import fourier
-from grok_cli.analysis.cds import output_dir, write_csv
-from grok_cli.analysis.runs import Run, find_run_dirs, metric_arrays
+from grok_cli.analysis.fourier import measures as fourier
+from grok_cli.analysis.output import output_dir, write_csv, write_json
 from grok_cli.errors import GrokError, check, is_number, report_user_errors
-from grok_cli.io import write_json
 from grok_cli.models import build_model
 from grok_cli.models.base import GrokModel
+from grok_cli.runfolder import last_checkpoint, snapshots
+from grok_cli.runfolder.checkpoints import read_state
+from grok_cli.runfolder.metrics import first_step_reaching
+from grok_cli.runfolder.runs import Run, find_run_dirs, metric_arrays
 from grok_cli.tasks import TaskData, build_task
 from grok_cli.tasks.modadd import equations
 from grok_cli.threads import apply_threads, check_threads
-from grok_cli.training.checkpoint import IDENTITY_KEYS, check_identity, read_state, snapshots
+from grok_cli.training.checkpoint import IDENTITY_KEYS, check_identity
 from grok_cli.training.device import check_device, resolve_device
 
 log = logging.getLogger(__name__)
@@ -151,7 +152,7 @@ def find_snapshots(path: Path) -> list[Path]:
     found = [f for f in snapshots(path).values() if f.suffix == ".pt"]
     if found:
         return found
-    last = path / "checkpoints" / "last.pt"
+    last = last_checkpoint(path)
     if not last.is_file():
         raise GrokError(f"run {path} has no checkpoints/step_<N>.pt snapshots (grok run "
                         "save_every=N) nor checkpoints/last.pt: nothing to analyse")
@@ -265,12 +266,11 @@ def phase_steps(run: RunInput) -> dict[str, int | None]:
     except ValueError:
         return {"memorization_step": None, "generalization_step": None}
 
-    def first(column: str, level: float) -> int | None:
-        hits = np.flatnonzero(metrics[column] >= level)
-        return int(metrics["step"][hits[0]]) if len(hits) else None
-
-    return {"memorization_step": first("train_acc", info.memorize_threshold),
-            "generalization_step": first("test_acc", info.generalize_threshold)}
+    steps = metrics["step"]
+    return {"memorization_step": first_step_reaching(steps, metrics["train_acc"],
+                                                     info.memorize_threshold),
+            "generalization_step": first_step_reaching(steps, metrics["test_acc"],
+                                                       info.generalize_threshold)}
 
 
 def run_report(result: dict[str, Any], settings: Settings) -> dict[str, Any]:
@@ -304,11 +304,10 @@ def main(cfg: DictConfig) -> None:
     results = [analyse(run, settings) for run in runs]
     reports = [run_report(result, settings) for result in results]
     out = output_dir(cfg)
-    out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "fourier.csv", [m.row for r in results for m in r["measured"]])
     outputs = ["fourier.csv", "fourier.json"]
     if settings.plots:
-        from grok_cli.analysis.fourier_plots import write_plots
+        from grok_cli.analysis.fourier.plots import write_plots
 
         for report, result in zip(reports, results, strict=True):
             outputs += write_plots(out, {**report, "rows": [m.row for m in result["measured"]]})

@@ -1,7 +1,7 @@
 """`grok cds`: the command. Reads run folders, runs the step-wise analysis and Definition 1
-(`stepwise`), and writes cds_runs.csv, cds_by_size.csv, cds.json and the plots (`cds_plots`).
+(`stepwise`), and writes cds_runs.csv, cds_by_size.csv, cds.json and the plots (`plots`).
 
-Imports run one way: cds (this command) -> cds_plots -> stepwise -> runs -> training.records.
+Imports run one way: command -> plots -> stepwise -> runfolder (runs, metrics).
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from grok_cli.analysis import cds_plots
-from grok_cli.analysis.runs import Run, load_runs, metric_arrays
-from grok_cli.analysis.stepwise import (
+from grok_cli.analysis.cds import plots as cds_plots
+from grok_cli.analysis.cds.stepwise import (
     STEP_RULE,
     Curves,
     Params,
@@ -28,8 +27,9 @@ from grok_cli.analysis.stepwise import (
     setting_result,
     summarize_sizes,
 )
+from grok_cli.analysis.output import output_dir, write_csv, write_json
 from grok_cli.errors import GrokError, bad_value, check, is_number, report_user_errors
-from grok_cli.io import atomic_write, write_json
+from grok_cli.runfolder.runs import Run, load_runs, metric_arrays
 from grok_cli.threads import apply_threads, check_threads
 
 log = logging.getLogger(__name__)
@@ -165,14 +165,6 @@ def warn_varying_keys(configs: list[dict[str, Any]]) -> None:
 # ---------------------------------------------------------------- outputs
 
 
-def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    with atomic_write(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else [])
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: "" if v is None else v for k, v in row.items()})
-
-
 def instability_warnings(results: dict[SettingKey, dict], epsilon: float) -> list[str]:
     """A line per model setting whose Definition 1 size is followed by a size below epsilon."""
     lines = []
@@ -237,14 +229,6 @@ def print_table(size_rows: list[dict[str, Any]], results: dict[SettingKey, dict]
                   f"{'none reached' if value is None else value}")
 
 
-def output_dir(cfg: DictConfig) -> Path:
-    if cfg.get("out_dir"):
-        return Path(cfg.out_dir)
-    from hydra.core.hydra_config import HydraConfig
-
-    return Path(HydraConfig.get().runtime.output_dir)
-
-
 @report_user_errors
 def main(cfg: DictConfig) -> None:
     """The Hydra task function of `grok cds`."""
@@ -260,7 +244,6 @@ def main(cfg: DictConfig) -> None:
         log.warning(line)
 
     out = output_dir(cfg)
-    out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "cds_runs.csv", run_rows)
     write_csv(out / "cds_by_size.csv", size_rows)
     plots = cds_plots.write_all(out, curves, size_rows, results, params) if cfg.plots else []

@@ -1,4 +1,4 @@
-"""Reading finished run folders (metrics.csv, summary.json, .hydra/config.yaml).
+"""Reading finished run folders (metrics.csv, summary.json, .hydra/config.yaml) as a whole.
 
 Analysis commands read files only, so they work on runs copied back from a cluster or made by
 an older version: every field except metrics.csv is optional and missing ones become None. A
@@ -17,24 +17,19 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from grok_cli.errors import GrokError
-from grok_cli.training.folder import read_record
-from grok_cli.training.records import read_metrics
-from grok_cli.training.records import read_summary as read_summary_file
+from grok_cli.runfolder import CONFIG, METRICS
+from grok_cli.runfolder.metrics import read_metrics
+from grok_cli.runfolder.record import read_record
+from grok_cli.runfolder.summary import default_thresholds, read_summary
 
-METRICS_FILE = "metrics.csv"
-SUMMARY_FILE = "summary.json"
-CONFIG_FILE = Path(".hydra") / "config.yaml"
 REQUIRED_COLUMNS = ("step", "train_acc", "test_acc")
-# Used when a run's config has no `thresholds` (the run config's documented defaults).
-DEFAULT_MEMORIZE = 0.99
-DEFAULT_GENERALIZE = 0.95
 
 
 def find_run_dirs(roots: Iterable[Path]) -> list[Path]:
     """Every folder holding a metrics.csv, at any depth under each root (a root may be a run)."""
     found: dict[Path, None] = {}  # a dict keeps the order and drops overlaps between roots
     for root in roots:
-        for metrics in sorted(Path(root).rglob(METRICS_FILE)):
+        for metrics in sorted(Path(root).rglob(METRICS)):
             if metrics.is_file():
                 found.setdefault(metrics.parent.resolve(), None)
     return list(found)
@@ -43,7 +38,7 @@ def find_run_dirs(roots: Iterable[Path]) -> list[Path]:
 def read_config(run_dir: Path) -> dict[str, Any]:
     """The run's Hydra config as plain dicts; {} when the run has none; GrokError naming the
     file when it is damaged."""
-    path = Path(run_dir) / CONFIG_FILE
+    path = Path(run_dir) / CONFIG
     if not path.is_file():
         return {}
     conf = read_record(path)
@@ -54,20 +49,14 @@ def read_config(run_dir: Path) -> dict[str, Any]:
         return OmegaConf.to_container(conf, resolve=False)  # type: ignore[return-value]
 
 
-def read_summary(run_dir: Path) -> dict[str, Any] | None:
-    """summary.json as a dict; None when the run never wrote one (still running or killed);
-    GrokError naming the file when it is damaged."""
-    path = Path(run_dir) / SUMMARY_FILE
-    return read_summary_file(path) if path.is_file() else None
-
-
 def metric_arrays(run_dir: Path) -> dict[str, np.ndarray]:
     """metrics.csv as column -> float64 array, in file order (the trainer writes steps in order).
 
-    Read by the one reader of metrics.csv, `records.read_metrics`; a value written as nan stays NaN.
+    Read by the one reader of metrics.csv, `runfolder.metrics.read_metrics`; a value written
+    as nan stays NaN.
     Raises ValueError when the file has no rows or lacks step/train_acc/test_acc.
     """
-    path = Path(run_dir) / METRICS_FILE
+    path = Path(run_dir) / METRICS
     rows = read_metrics(path)
     if not rows:
         raise ValueError(f"{path} has no rows")
@@ -147,13 +136,14 @@ class Run:
 
     @property
     def memorize_threshold(self) -> float:
+        """The run's own thresholds.memorize (conf/run.yaml's for a run recorded without)."""
         value = _get(self.config, "thresholds", "memorize")
-        return float(value) if value is not None else DEFAULT_MEMORIZE
+        return float(value if value is not None else default_thresholds().memorize)
 
     @property
     def generalize_threshold(self) -> float:
         value = _get(self.config, "thresholds", "generalize")
-        return float(value) if value is not None else DEFAULT_GENERALIZE
+        return float(value if value is not None else default_thresholds().generalize)
 
     def skip_reason(self) -> str | None:
         """Why an analysis should leave this run out, or None when it is a usable finished run."""

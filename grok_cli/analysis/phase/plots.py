@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
-from grok_cli.analysis.phases import (  # noqa: E402
+from grok_cli.analysis.phase.phases import (  # noqa: E402
     COMPREHENSION,
     CONFUSION,
     GROKKING,

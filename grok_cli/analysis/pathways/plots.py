@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from grok_cli.analysis.pathways.aggregate import MEMORIZED, series
 from grok_cli.io import atomic_write
-from grok_cli.pathways.aggregate import MEMORIZED, series
 
 # Below this many samples a group's D_path rests on a handful of pairs: grey, not coloured.
 MIN_GROUP_SAMPLES = 20

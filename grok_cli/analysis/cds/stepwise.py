@@ -6,8 +6,8 @@ accuracy. Per data size (and model size): statistics over seeds and the regime o
 Efficiency Hypothesis. The critical data size is Definition 1: the smallest data size whose mean
 converged test accuracy reaches epsilon.
 
-No files here: `grok_cli.analysis.cds` (the command) reads run folders and writes the tables,
-`cds_plots` draws them; both import this module, never the other way.
+No files here: `command` reads run folders and writes the tables, `plots` draws them; both
+import this module, never the other way.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from grok_cli.analysis.runs import Run
-from grok_cli.training.records import converged_accuracy, first_step_reaching
+from grok_cli.analysis.output import threshold_column
+from grok_cli.runfolder.metrics import converged_accuracy, first_step_reaching
+from grok_cli.runfolder.runs import Run
 
 INSUFFICIENCY, SUFFICIENCY, SURPLUS = "insufficiency", "sufficiency", "surplus"
 # How cds_by_size.csv averages a step over seeds (reported in cds.json). Averaging only the
@@ -75,10 +76,6 @@ def curve(metrics: dict[str, np.ndarray], column: str, sigma: float
     keep = np.isfinite(metrics[column])
     steps = metrics["step"][keep]
     return steps, smooth_curve(steps, metrics[column][keep], sigma)
-
-
-def threshold_column(split: str, threshold: float) -> str:
-    return f"{split}_step@{threshold:g}"
 
 
 # ---------------------------------------------------------------- per run

@@ -11,8 +11,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from grok_cli.analysis.pathways.routing import Checkpoint, load_tokenizer
 from grok_cli.errors import GrokError, check
-from grok_cli.pathways.routing import Checkpoint, load_tokenizer
 
 
 @dataclass
@@ -84,11 +84,13 @@ def tokenize(texts: list[str], cfg: DictConfig, first: Checkpoint) -> list[torch
 def samples_from_run(run_dir: Path, cfg: DictConfig, loss_tokens: str) -> Samples:
     """The run's training sequences (prompt + answer), rebuilt from its saved config, each in
     its data group (task=modmix: the operation)."""
-    config_path = run_dir / ".hydra" / "config.yaml"
+    from grok_cli.runfolder import CONFIG
+
+    config_path = run_dir / CONFIG
     check(config_path.is_file(), "moe.from_run", str(run_dir),
           "a grok run folder with .hydra/config.yaml (or give data.path=...)")
+    from grok_cli.runfolder.record import read_record
     from grok_cli.tasks import build_task
-    from grok_cli.training.folder import read_record
 
     task = build_task(read_record(config_path), "cpu")
     full = torch.cat([task.train.x, task.train.y[:, None]], 1)[: cfg.data.limit]
