@@ -38,8 +38,15 @@ IDENTITY_KEYS = ("task", "model", "optimizer", "alpha", "weight_decay", "data_fr
 
 def identity(cfg: DictConfig) -> dict[str, Any]:
     plain = OmegaConf.to_container(cfg, resolve=True)
-    return {**{key: plain.get(key) for key in IDENTITY_KEYS},
+    return {**{key: _without_target(plain.get(key)) for key in IDENTITY_KEYS},
             "precision": effective_precision(cfg)}
+
+
+def _without_target(value: Any) -> Any:
+    """`_target_` says where code lives, not what a run computes: never part of an identity."""
+    if isinstance(value, dict):
+        return {k: _without_target(v) for k, v in value.items() if k != "_target_"}
+    return value
 
 
 def checkpoint_state(cfg: DictConfig, task: TaskData, step: int, elapsed_s: float,
