@@ -77,8 +77,11 @@ def check_overrides(config_name: str, overrides: list[str]) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     known_groups = groups(config_name)
-    known = top_keys(config_name) + list(known_groups)
-    for override in OverridesParser.create().parse_overrides(overrides):
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    # `+group=choice` may add any group conf/ or a `hydra.searchpath` folder holds (a lever
+    # is its module plus its conf file: nothing lists it in run.yaml's defaults).
+    known = top_keys(config_name) + list(known_groups) + group_folders(parsed)
+    for override in parsed:
         key = override.key_or_group
         if key in ("hydra.run.dir", "hydra.sweep.dir"):  # empty: Hydra writes into the cwd
             check(override.value() not in ("", None), key, override.value(), "a folder path")
@@ -95,6 +98,15 @@ def check_overrides(config_name: str, overrides: list[str]) -> None:
                 raise GrokError(f"{override.input_line} is not allowed: grok {config_name} has "
                                 f"no key '{key}'{did_you_mean(key, known)} (+ adds a key that "
                                 f"nothing reads; grok {config_name} --help lists every key)")
+
+
+def group_folders(overrides: list) -> list[str]:
+    """The config groups (folders) of conf/ and of the command line's `hydra.searchpath`."""
+    roots = [conf_dir()]
+    for override in overrides:
+        if override.key_or_group == "hydra.searchpath" and isinstance(override.value(), list):
+            roots += [Path(str(p).removeprefix("file://")) for p in override.value()]
+    return [d.name for root in roots if root.is_dir() for d in root.iterdir() if d.is_dir()]
 
 
 # ---------------------------------------------------------------- conf/run.yaml's values
