@@ -34,6 +34,7 @@ class GradFilter(Lever):
         super().__init__(cfg, run_cfg or DictConfig({}))
         check_config(cfg)
         self.model: Any = None
+        self.on = cfg.name != "none"  # read once: a config node is slow to read every step
         self.stacked = False  # K > 1 members: memory [K, ...] (an MA window [W, K, ...])
         self.grads: dict[str, Any] | None = None  # None until the first step, as the package
 
@@ -42,7 +43,7 @@ class GradFilter(Lever):
         self.stacked = members.batched
 
     def after_backward(self, members: Any) -> None:
-        if self.node.name != "none":
+        if self.on:
             self()
 
     def __call__(self) -> None:
