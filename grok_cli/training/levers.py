@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import torch
 from omegaconf import DictConfig
 
 from grok_cli import registry
 
 if TYPE_CHECKING:
+    import torch
+
     from grok_cli.training.members import Members
 
 # Identity keys added after checkpoints were first written, at the value every earlier run
