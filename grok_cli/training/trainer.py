@@ -217,6 +217,9 @@ def train_members(s: Session, stop: StopSignals) -> None:
         lever.start(members)
         if s.saved.get(lever.key) is not None:
             lever.load_state_dict(s.saved[lever.key])
+    # The per-step hooks of the levers that have them: the others cost the step nothing.
+    extra_loss, after_backward = (_acting(s.levers, hook) for hook in ("extra_loss",
+                                                                       "after_backward"))
     nonfinite = torch.zeros(len(members) if members.batched else (), dtype=torch.bool,
                             device=train_split.y.device)
     began = time.perf_counter()
@@ -278,8 +281,8 @@ def train_members(s: Session, stop: StopSignals) -> None:
             break
         s.optimizer.zero_grad(set_to_none=True)
         objective = loss.sum() if members.batched else loss
-        (objective + sum(lever.extra_loss(members) for lever in s.levers)).backward()
-        for lever in s.levers:
+        (objective + sum(lever.extra_loss(members) for lever in extra_loss)).backward()
+        for lever in after_backward:
             lever.after_backward(members)
         s.optimizer.step()
         s.schedule.step()
@@ -287,6 +290,10 @@ def train_members(s: Session, stop: StopSignals) -> None:
     bar.close()
     for lever in s.levers:
         lever.finish(members)
+
+
+def _acting(levers: list[Lever], hook: str) -> list[Lever]:
+    return [lever for lever in levers if getattr(type(lever), hook) is not getattr(Lever, hook)]
 
 
 def _rngs(members: Members) -> list[dict[str, Any]]:
