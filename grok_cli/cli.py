@@ -33,7 +33,7 @@ __all__ = ["main", "conf_dir"]
 # subcommand -> (primary config in conf/, "module:function" taking the composed config, what)
 SUBCOMMANDS = {
     "run": ("run", "grok_cli.training.run:main",
-            "train one experiment into a run folder (-m for a Hydra multirun)"),
+            "train one experiment into a run folder (-m: Hydra's plain multirun)"),
     "sweep": ("sweep", "grok_cli.sweep:main", "a multirun over a grid, with one summary table"),
     "cds": ("cds", "grok_cli.analysis.cds:main",
             "critical-data-size analysis of finished runs (sweep_dir=DIR)"),
