@@ -41,7 +41,7 @@ __all__ = ["main", "conf_dir"]
 # The training commands: task function and summary. Every other command is an analysis.
 TRAINING = {
     "run": ("grok_cli.training.run.main",
-            "train one experiment into a run folder (-m for a Hydra multirun)"),
+            "train one experiment into a run folder (-m: Hydra's plain multirun)"),
     "sweep": ("grok_cli.sweep.main", "a multirun over a grid, with one summary table"),
 }
 RUN_FOLDER_CALLBACK = "grok_cli.runfolder.record.RunFolderCallback"
@@ -305,24 +305,14 @@ def _path_values(cfg: Any) -> dict[str, str]:
 
 
 def _batched_switch(args: list[str]) -> list[str]:
-    """`sweep.batched=true` selects `launcher=batched`: Hydra picks the launcher from the
-    defaults list before any config value is read, so the command-line switch is translated
-    here. The switch itself stays in the overrides, so the job configs record it."""
-    switch = [a for a in args if a.startswith("sweep.batched=")]
-    if not switch:
-        return args
-    value = switch[-1].split("=", 1)[1].lower()
-    if value not in ("true", "false"):
-        fail(str(bad_value("sweep.batched", value, "true or false")))
-    launchers = [a for a in args if a.startswith("launcher=")]
-    batched = value == "true"
-    if launchers and (launchers[-1] == "launcher=batched") != batched:
-        fail(str(bad_value("sweep.batched", batched, f"{str(not batched).lower()} with "
-                           f"{launchers[-1]} (true is launcher=batched)")))
-    if not batched or launchers:
-        return args
-    at = args.index(switch[-1])  # next to it: Hydra's overrides must stay together
-    return [*args[:at], "launcher=batched", *args[at:]]
+    """One switch picks the batched launcher: `launcher=batched`. `sweep.batched` only records
+    it in the job configs (conf/launcher/batched.yaml sets it), so setting it is one line."""
+    for arg in args:
+        key, _, value = arg.partition("=")
+        if key.lstrip("+~") == "sweep.batched":
+            fail(str(bad_value("sweep.batched", value, "not set on the command line: "
+                               "launcher=batched is the switch (sweep.batched records it)")))
+    return args
 
 
 if __name__ == "__main__":

@@ -89,9 +89,11 @@ def check_overrides(config_name: str, overrides: list[str]) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     known_groups = groups(config_name)
-    known = top_keys(config_name) + list(known_groups)
     parsed = OverridesParser.create().parse_overrides(overrides)
     extra = searchpath(parsed)
+    # `+group=choice` may add any group conf/ or a `hydra.searchpath` folder holds (a lever
+    # is its module plus its conf file: nothing lists it in run.yaml's defaults).
+    known = top_keys(config_name) + list(known_groups) + group_folders(extra)
     for override in parsed:
         key = override.key_or_group
         if key in ("hydra.run.dir", "hydra.sweep.dir"):  # empty: Hydra writes into the cwd
@@ -173,6 +175,12 @@ def plain(node: Any) -> Any:
     if isinstance(node, dict):
         return {k: plain(v) for k, v in node.items() if k != "_target_"}
     return node
+
+
+def group_folders(extra: tuple[Path, ...] = ()) -> list[str]:
+    """The config groups (folders) of conf/ and of the command line's `hydra.searchpath`."""
+    roots = [conf_dir(), *extra]
+    return [d.name for root in roots if root.is_dir() for d in root.iterdir() if d.is_dir()]
 
 
 # ---------------------------------------------------------------- conf/run.yaml's values

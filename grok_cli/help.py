@@ -21,7 +21,9 @@ _DEFAULTS_ENTRY = re.compile(r"^\s*-\s*(?:optional\s+)?([\w]+)(?:@\S+)?\s*:[^#]*
 _SENTENCE_END = re.compile(r"(?<!e\.g\.)(?<!i\.e\.)(?<=[.!?])\s+(?=[A-Z0-9(`])")
 FLAGS = """\
 Flags (Hydra's):
-  -m, --multirun          one job per combination of the comma lists (grok sweep: always)
+  -m, --multirun          Hydra's plain multirun: one job per combination of the comma lists,
+                          numbered in outputs/multirun/; no summary.csv, jobs not found again
+                          by name (that is `grok sweep`, which is always a multirun)
   --cfg job|hydra|all     print the composed config and exit (--resolve to resolve it)
   --info                  where the configs come from
   --hydra-help            Hydra's own flags

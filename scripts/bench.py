@@ -171,7 +171,7 @@ def bench_batched(args: argparse.Namespace) -> dict:
     """The cds_modadd_cpu sweep's model, 10 members (5 train sizes x 2 seeds), three ways, all
     through the CLI: 10 separate processes one after another (a shell loop of single runs),
     one `grok sweep launcher=basic` (in-process, one after another) and one
-    `grok sweep sweep.batched=true`. The two sweeps write the same job folders, compared."""
+    `grok sweep launcher=batched`. The two sweeps write the same job folders, compared."""
     from grok_cli.runfolder.runs import metric_arrays
 
     steps = f"steps={args.batched_steps}"
@@ -182,7 +182,7 @@ def bench_batched(args: argparse.Namespace) -> dict:
                                   f"seed={seed}", f"hydra.sweep.dir={root / 'separate'}")
                        for size in SIZES for seed in SEEDS)
         basic = grok_sweep(steps, "launcher=basic", *grid, f"hydra.sweep.dir={root / 'basic'}")
-        batched = grok_sweep(steps, "sweep.batched=true", *grid,
+        batched = grok_sweep(steps, "launcher=batched", *grid,
                              f"hydra.sweep.dir={root / 'batched'}")
         members = []
         for job in sorted(p.parent for p in (root / "basic").glob("*/metrics.csv")):
@@ -212,7 +212,7 @@ def bench_batched(args: argparse.Namespace) -> dict:
     print(f"{'way':<34} {'wall s':>8} {'batched is':>11}")
     for name, seconds in (("10 processes one after another", separate),
                           ("grok sweep launcher=basic", basic),
-                          ("grok sweep sweep.batched=true", batched)):
+                          ("grok sweep launcher=batched", batched)):
         print(f"{name:<34} {seconds:>8.1f} {seconds / batched:>10.2f}x")
     for m in members:
         print(f"  {m['job']}: max |loss diff| (steps <= 200) "

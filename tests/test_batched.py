@@ -114,11 +114,11 @@ def test_members_equal_their_unbatched_runs_in_float64(run_cfg, tmp_path):
 
 
 def test_grok_sweep_batched(tmp_path):
-    """The real CLI (`sweep.batched=true`, i.e. launcher=batched): one vmapped model for the
+    """The real CLI (launcher=batched, the one switch): one vmapped model for the
     grid, a failing member recorded (test_members_equal_their_unbatched_runs: the numbers)."""
     short = [*TINY, "steps=20", "eval_every=5", "ckpt_every=10"]
     sweep = tmp_path / "sweep"
-    result = grok_here("sweep", "sweep.batched=true", *short, "seed=0,1", "train_size=50,9999",
+    result = grok_here("sweep", "launcher=batched", *short, "seed=0,1", "train_size=50,9999",
                   f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert result.returncode == 1, result.stderr  # 9999 > the 396 training pairs
     assert "training 4 jobs batched" in result.stderr and "Traceback" not in result.stderr
@@ -140,9 +140,9 @@ def test_grok_sweep_batched(tmp_path):
 
 
 @pytest.mark.parametrize("switch, message", [
-    (["sweep.batched=yes"], "sweep.batched='yes' is not allowed: true or false"),
-    (["sweep.batched=true", "launcher=local"], "false with launcher=local"),
-    (["launcher=batched", "sweep.batched=false"], "true with launcher=batched"),
+    (["sweep.batched=yes"], "launcher=batched is the switch (sweep.batched records it)"),
+    (["sweep.batched=true"], "sweep.batched='true' is not allowed: not set on the command line"),
+    (["launcher=batched", "sweep.batched=false"], "launcher=batched is the switch"),
 ])
 def test_bad_batched_switch_is_one_line(tmp_path, switch, message):
     result = grok("sweep", *switch, *TINY, cwd=tmp_path)

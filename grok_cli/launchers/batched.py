@@ -1,7 +1,7 @@
 """`launcher=batched`: a Hydra launcher that trains all jobs of a multirun as one model.
 
-Select it with `grok sweep launcher=batched` (or `sweep.batched=true`); the vmapped training
-itself is grok_cli/training/batched.py, next to the single-run loop whose pieces it shares.
+Select it with `grok sweep launcher=batched` (the one switch); the training itself is the
+single-run loop's (grok_cli/training/trainer.py) over K members (training/members.py).
 Hydra loads launchers only from the `hydra_plugins` namespace (hydra_plugins/grok_batched).
 This module imports no torch: Hydra imports every plugin at start-up, also for `--help`.
 """

@@ -1,7 +1,7 @@
 """Experiment trackers fed one row per evaluation (metrics.csv itself is always written).
 
-`logger` config group: csv (nothing extra), tensorboard, wandb. Loggers are closed even when
-a run fails.
+`logger` config group: csv (nothing extra), tensorboard, wandb; its lever (`Loggers`) says
+which work for K > 1 members. Loggers are closed even when a run fails.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from omegaconf import DictConfig, OmegaConf
 
 from grok_cli.errors import GrokError, check_choice
+from grok_cli.training.levers import Lever
 
 LOGGERS = ("csv", "tensorboard", "wandb")
 
@@ -21,6 +22,17 @@ class Logger(Protocol):
     def log(self, row: dict[str, float]) -> None: ...
 
     def close(self) -> None: ...
+
+
+class Loggers(Lever):
+    """The `logger` group's lever: the trackers each run's log (trainer.RunLog) opens."""
+
+    def __init__(self, node: DictConfig, cfg: DictConfig) -> None:
+        super().__init__(node, cfg)
+        check_choice("logger", node.name, LOGGERS)
+        if node.name == "wandb":
+            self.batched = ("csv or tensorboard with launcher=batched (W&B keeps one run per "
+                            "process)")
 
 
 def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Logger]:

@@ -1,141 +1,51 @@
 """The training loop: one readable function, data on the device, host syncs only at evaluation.
 
-Its pieces also serve the batched trainer (batched.py: K runs as one vmapped model): the
-evaluation with exact accuracies (`evaluate`, `split_sums`), the metrics rows
-(`metrics_rows`, `RunLog`), the evaluation and checkpoint schedule, and the outcome that
-`run.finish_run` turns into summary.json.
+It trains a `Members` (members.py): one run (K = 1, `grok run`: the plain model, checkpoints
+and exact resume) or a batched sweep's K members (one vmapped model, batched.py). The loss,
+gradient filter, early stop, auxiliary loss, snapshots and loggers are levers (levers.py),
+each called at its one place below. The minibatch is drawn at one place (`members.batch()`).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig
-from torch import nn
 from tqdm import tqdm
 
 from grok_cli.errors import check
-from grok_cli.models import build_model, l2_norm, rescale
-from grok_cli.runfolder import METRICS, last_checkpoint, snapshot_files
+from grok_cli.runfolder import METRICS
 from grok_cli.runfolder.checkpoints import save_checkpoint
-from grok_cli.runfolder.metrics import MetricsLog, metric_columns, read_metrics
+from grok_cli.runfolder.metrics import MetricsLog, metric_columns
 from grok_cli.runfolder.record import RunFolder
-from grok_cli.tasks import Split, TaskData, build_task
-from grok_cli.threads import apply_threads
-from grok_cli.training.checkpoint import (
-    check_record,
-    checkpoint_state,
-    load_checkpoint,
-    save_snapshot,
+from grok_cli.training.checkpoint import check_record, checkpoint_state, load_checkpoint
+from grok_cli.training.device import accelerate, rng_state, set_rng_state
+from grok_cli.training.evaluation import (
+    correct_counts,
+    evaluate,
+    finite,
+    metrics_rows,
+    split_sums,
 )
-from grok_cli.training.device import accelerate, resolve_device, rng_state, set_rng_state
-from grok_cli.training.grokfast import GradFilter, build_grad_filter
+from grok_cli.training.levers import Lever, build_levers
 from grok_cli.training.loggers import build_loggers
-from grok_cli.training.losses import Loss, build_loss, cross_entropy
+from grok_cli.training.losses import Loss, build_loss
+from grok_cli.training.members import Member, Members, Outcome, build_member
 from grok_cli.training.optim import build_optimizer
 from grok_cli.training.signals import StopSignals, signal_name
-from grok_cli.training.stop import EarlyStop
+
+__all__ = ["Outcome", "accelerate", "correct_counts", "evaluate", "metrics_rows", "split_sums",
+           "train", "build_session", "train_members"]
 
 log = logging.getLogger("grok")
 progress_log = logging.getLogger("grok.progress")
-
-
-@dataclass
-class Outcome:
-    status: str  # completed | diverged | interrupted
-    task: TaskData
-    device: str
-    error: str | None = None
-    signum: int | None = None  # the signal that interrupted it
-    extra: dict[str, Any] = field(default_factory=dict)  # more summary.json fields
-
-
-# ---------------------------------------------------------------- pieces both loops use
-
-
-def correct_counts(logits: torch.Tensor, y: torch.Tensor, group: torch.Tensor | None = None,
-                   n_groups: int = 1) -> torch.Tensor:
-    """Correct predictions per data group, an integer tensor [..., n_groups] (a task without
-    groups: one, the total), for logits [B, C] or K members' [K, B, C]. A scatter-add by group
-    id on the device: no host sync."""
-    right = logits.argmax(-1) == y
-    if group is None:
-        return right.sum(-1, keepdim=True)
-    counts = torch.zeros((*right.shape[:-1], n_groups), dtype=torch.long, device=right.device)
-    return counts.index_add_(-1, group, right.long())
-
-
-def split_sums(logits: torch.Tensor, y: torch.Tensor, loss_fn: Loss = cross_entropy,
-               group: torch.Tensor | None = None, n_groups: int = 1
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed loss and the correct predictions per group (`correct_counts`), for one model's
-    logits [B, C] or K members' [K, B, C] (each member's sum by the very op a single run
-    uses, so the two agree bit for bit)."""
-    if logits.dim() == 2:
-        loss = loss_fn(logits, y, reduction="sum")
-    else:
-        loss = torch.stack([loss_fn(member, y, reduction="sum") for member in logits])
-    return loss, correct_counts(logits, y, group, n_groups)
-
-
-@torch.no_grad()
-def evaluate(forward: Callable[..., torch.Tensor], split: Split, batch_size: int,
-             loss_fn: Loss = cross_entropy, n_groups: int = 1
-             ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean loss and correct predictions per group over a whole split, in large no-grad
-    batches; tensors, so no host sync."""
-    loss_sum: Any = 0
-    correct: Any = 0
-    for start in range(0, len(split), batch_size):
-        part = split.subset(slice(start, start + batch_size))
-        loss, right = split_sums(forward(part.x, part.mask), part.y, loss_fn, part.group,
-                                 n_groups)
-        loss_sum, correct = loss_sum + loss, correct + right
-    return loss_sum / len(split), correct
-
-
-def metrics_rows(step: int, train: tuple[torch.Tensor, torch.Tensor],
-                 test: tuple[torch.Tensor, torch.Tensor], l2: torch.Tensor,
-                 n_train: Sequence[Sequence[int]], n_test: Sequence[int],
-                 groups: Sequence[str] | None = None, **fields: float) -> list[dict[str, Any]]:
-    """The metrics.csv rows of one evaluation: (mean loss, correct counts per group) per split
-    and the L2 norm, for one run (counts [G]) or K members (leading dimension K). `n_train`:
-    each member's train samples per group; `n_test`: test samples per group; `groups`: the
-    names of a task's data groups (columns train_acc/<group>, test_acc/<group>).
-
-    Accuracies are integer counts divided in float64: 700 of 1,000 is written as 0.7, which a
-    0.7 threshold reaches (float32 division gives 0.69999999, one evaluation late).
-    """
-    g = len(n_test)
-    # The host syncs of an evaluation.
-    losses = torch.stack([train[0], test[0], l2], -1).reshape(-1, 3).tolist()
-    counts = torch.cat([train[1], test[1]], -1).reshape(-1, 2 * g).tolist()
-    rows = []
-    for (train_loss, test_loss, norm), right, sizes in zip(losses, counts, n_train, strict=True):
-        row = {"step": step, "train_loss": train_loss, "train_acc": sum(right[:g]) / sum(sizes),
-               "test_loss": test_loss, "test_acc": sum(right[g:]) / sum(n_test), "l2_norm": norm,
-               **fields}
-        for k, name in enumerate(groups or ()):
-            row[f"train_acc/{name}"] = _accuracy(right[k], sizes[k])
-            row[f"test_acc/{name}"] = _accuracy(right[g + k], n_test[k])
-        rows.append(row)
-    return rows
-
-
-def _accuracy(right: int, n: int) -> float:
-    return right / n if n else math.nan  # a group with no samples in a split has none
-
-
-def finite(row: dict[str, Any]) -> bool:
-    return all(math.isfinite(row[key]) for key in ("train_loss", "test_loss", "l2_norm"))
 
 
 def diverged_error(step: int, ckpt_path: Path) -> str:
@@ -187,67 +97,69 @@ def accept(cfg: DictConfig, run_dir: Path, runlog: RunLog, start: int,
     folder.restart_from(start)
 
 
-# ---------------------------------------------------------------- the single-run loop
-
-
 @dataclass
 class Session:
-    """Everything one training run holds: built once, resumed from a checkpoint if any."""
+    """What the loop trains: the members, their optimizer, schedule, loss and levers; a
+    single run resumed from its checkpoint starts at `start`."""
 
-    cfg: DictConfig
-    run_dir: Path
-    task: TaskData
-    model: nn.Module
+    members: Members
     optimizer: torch.optim.Optimizer
     schedule: torch.optim.lr_scheduler.LambdaLR
-    sampler: torch.Generator  # minibatch indices
     loss_fn: Loss
-    early_stop: EarlyStop
-    grad_filter: GradFilter | None = None  # grokfast=ema|ma
+    levers: list[Lever]
     start: int = 0
     elapsed_before: float = 0.0
     metrics_record: dict[str, Any] | None = None  # of the rows before `start` (checkpoint's)
+    saved: dict[str, Any] = field(default_factory=dict)  # the levers' checkpointed states
 
     @property
-    def ckpt_path(self) -> Path:
-        return last_checkpoint(self.run_dir)
+    def model(self) -> torch.nn.Module:  # a single run's
+        return self.members.all[0].model
 
     @property
-    def full_batch(self) -> bool:
-        return self.cfg.batch_size is None or self.cfg.batch_size >= len(self.task.train)
+    def task(self) -> Any:
+        return self.members.all[0].task
 
-    def save(self, step: int, elapsed_s: float, rng: dict[str, Any], runlog: RunLog) -> None:
-        save_checkpoint(self.ckpt_path, checkpoint_state(
-            self.cfg, self.task, step, elapsed_s, runlog.metrics.record_before(step),
-            model=self.model.state_dict(),
-            optimizer=self.optimizer.state_dict(), schedule=self.schedule.state_dict(), rng=rng,
-            **({"grokfast": self.grad_filter.state_dict()} if self.grad_filter else {})))
+    def save(self, step: int, elapsed_s: float, rngs: list[dict[str, Any]],
+             keep: Sequence[bool]) -> None:
+        """Each live member's checkpoints/last.pt, in a single run's format."""
+        for k, member in enumerate(self.members.all):
+            if not member.live or not keep[k]:
+                continue
+            states = {lever.key: lever.state_dict(k) for lever in self.levers}
+            save_checkpoint(member.ckpt_path, checkpoint_state(
+                member.cfg, member.task, step, elapsed_s,
+                member.runlog.metrics.record_before(step),
+                model=self.members.own_model(k).state_dict(),
+                optimizer=self.members.optimizer_state(self.optimizer, k),
+                schedule=self.schedule.state_dict(), rng=rngs[k],
+                **{key: state for key, state in states.items() if state is not None}))
 
     def restore(self) -> None:
-        state = load_checkpoint(self.ckpt_path, self.cfg, self.task)
-        self.model.load_state_dict(state["model"])
+        """A single run continues from its checkpoint."""
+        member = self.members.all[0]
+        state = load_checkpoint(member.ckpt_path, member.cfg, member.task)
+        member.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
-        set_rng_state(state["rng"], self.sampler, self.ckpt_path, minibatch=not self.full_batch)
-        if self.grad_filter:
-            self.grad_filter.load_state_dict(state["grokfast"])
+        set_rng_state(state["rng"], self.members.samplers[0], member.ckpt_path,
+                      minibatch=not self.members.full_batch)
         self.start, self.elapsed_before = state["step"], state["elapsed_s"]
         self.metrics_record = state.get("metrics")  # None: written before it was kept
+        self.saved = state
 
 
 def build_session(cfg: DictConfig, run_dir: Path) -> Session:
-    device = resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    task = build_task(cfg, device)
-    model = build_model(cfg.model, task)
-    apply_threads(cfg.get("threads", "auto"), model, device)
-    rescale(model, cfg.alpha)
-    model.to(device).train()
-    accelerate(model, cfg, device)
-    optimizer, schedule = build_optimizer(cfg.optimizer, cfg.weight_decay, model)
-    sampler = torch.Generator(device).manual_seed(cfg.seed)
-    return Session(cfg, run_dir, task, model, optimizer, schedule, sampler, build_loss(cfg.loss),
-                   EarlyStop(cfg.stop), build_grad_filter(cfg.grokfast, model))
+    """A single run's session: its levers checked first, then its member built."""
+    levers, loss_fn = build_levers(cfg), build_loss(cfg.loss)
+    return session_of([build_member(cfg, run_dir)], levers, loss_fn)
+
+
+def session_of(members: list[Member], levers: list[Lever], loss_fn: Loss) -> Session:
+    group = Members(members)
+    optimizer, schedule = build_optimizer(group.cfg.optimizer, group.cfg.weight_decay,
+                                          group.module)
+    return Session(group, optimizer, schedule, loss_fn, levers)
 
 
 def train(cfg: DictConfig, run_dir: Path, stop: StopSignals | None = None) -> Outcome:
@@ -257,104 +169,125 @@ def train(cfg: DictConfig, run_dir: Path, stop: StopSignals | None = None) -> Ou
     interrupted, a checkpoint at that step).
     """
     session = build_session(cfg, run_dir)
-    if cfg.resume and session.ckpt_path.exists():
+    (member,) = session.members.all
+    if cfg.resume and member.ckpt_path.exists():
         session.restore()
         check(session.start <= cfg.steps, "steps", cfg.steps,
               f"at least the checkpoint's step {session.start} to continue this run "
               "(or resume=false, or a new run folder)")
-        log.info("resuming from %s at step %d", session.ckpt_path, session.start)
-    runlog = RunLog(cfg, run_dir, session.task.group_names)
+        log.info("resuming from %s at step %d", member.ckpt_path, session.start)
+    member.runlog = RunLog(cfg, run_dir, member.task.group_names)
     try:
-        accept(cfg, run_dir, runlog, session.start, session.metrics_record)
-        task = session.task
+        accept(cfg, run_dir, member.runlog, session.start, session.metrics_record)
+        task = member.task
         log.info("task %s: %d train / %d test samples; %d parameters; device %s",
                  cfg.task.name, len(task.train), len(task.test),
-                 sum(p.numel() for p in session.model.parameters()), task.train.y.device)
+                 sum(p.numel() for p in member.model.parameters()), task.train.y.device)
         stop = stop or StopSignals()
         with stop.deferring():
-            return _loop(session, runlog, stop)
+            train_members(session, stop)
+        return member.outcome
     finally:
-        runlog.close()
+        member.runlog.close()
 
 
-def _loop(s: Session, runlog: RunLog, stop: StopSignals) -> Outcome:
-    cfg, model, train_split, test_split = s.cfg, s.model, s.task.train, s.task.test
-    n_groups = s.task.n_groups
-    sizes = (train_split.group_sizes(n_groups), test_split.group_sizes(n_groups))
-    device = train_split.y.device
-    # With dropout the training forward is noisy: train metrics then come from an eval pass.
-    noisy = model.noisy
-    bar = tqdm(total=cfg.steps, initial=s.start, disable=not _show_bar(cfg), file=sys.stderr,
-               dynamic_ncols=True, leave=True)
-    s.early_stop.replay(read_metrics(runlog.metrics.path))  # the rows kept before the checkpoint
-    nonfinite = torch.zeros((), dtype=torch.bool, device=device)
+def train_members(s: Session, stop: StopSignals) -> None:
+    """The loop: K members step together; each member's outcome says how its run ended."""
+    members, cfg = s.members, s.members.cfg
+    first = members.all[0].task
+    train_split, test_split, n_groups = first.train, first.test, first.n_groups
+    n_train = [m.task.train.group_sizes(n_groups) for m in members.all]
+    n_test = test_split.group_sizes(n_groups)
+    noisy = members.noisy()
+    bar = tqdm(total=cfg.steps, initial=s.start, disable=len(members) > 1 or not _show_bar(cfg),
+               file=sys.stderr, dynamic_ncols=True, leave=True)
+    for lever in s.levers:
+        lever.start(members)
+        if s.saved.get(lever.key) is not None:
+            lever.load_state_dict(s.saved[lever.key])
+    # The per-step hooks of the levers that have them: the others cost the step nothing.
+    extra_loss, after_backward = (_acting(s.levers, hook) for hook in ("extra_loss",
+                                                                       "after_backward"))
+    nonfinite = torch.zeros(len(members) if members.batched else (), dtype=torch.bool,
+                            device=train_split.y.device)
     began = time.perf_counter()
-    outcome = Outcome("completed", s.task, str(device), extra={"stopped_early": False})
     for step in range(s.start, cfg.steps + 1):
         if stop.signum is not None:
             # A step boundary: the state after `step` updates and the RNG before its draws,
             # so a resume from here replays exactly. A non-finite state is not kept.
-            if not bool(nonfinite):
-                s.save(step, s.elapsed_before + time.perf_counter() - began,
-                       rng_state(s.sampler), runlog)
-            outcome.status, outcome.signum = "interrupted", stop.signum
-            outcome.error = f"interrupted by {signal_name(stop.signum)} at step {step}"
+            s.save(step, s.elapsed_before + time.perf_counter() - began, _rngs(members),
+                   (~nonfinite).reshape(-1).tolist())
+            for member in members.all:
+                if member.live:
+                    member.outcome.status, member.outcome.signum = "interrupted", stop.signum
+                    member.outcome.error = (f"interrupted by {signal_name(stop.signum)} at "
+                                            f"step {step}")
             break
         evaluating = is_eval_step(cfg, step)
         if evaluating:
             # Taken before this step's sampling, so a resume from here replays it exactly.
-            snapshot = rng_state(s.sampler)
-        batch = train_split
-        if not s.full_batch:
-            batch = train_split.subset(
-                torch.randint(len(train_split), (cfg.batch_size,), generator=s.sampler,
-                              device=device))
-        logits = model(batch.x, batch.mask)
-        loss = s.loss_fn(logits, batch.y)
+            rngs = _rngs(members)
+        batch = members.batch()  # the one place a minibatch is drawn
+        logits = members.forward(batch.x, batch.mask)
+        loss = members.per_member(lambda out, y, _: s.loss_fn(out, y), logits, batch)
         nonfinite |= ~torch.isfinite(loss.detach())
 
         if evaluating:
-            model.eval()
-            if s.full_batch and not noisy:  # the training forward already saw the whole split
-                train_stats = (loss.detach(),
-                               correct_counts(logits, batch.y, batch.group, n_groups))
+            members.train(False)
+            if members.full_batch and not noisy:  # the training forward saw the whole split
+                right = members.per_member(
+                    lambda out, y, group: correct_counts(out, y, group, n_groups), logits, batch)
+                train_stats = (loss.detach(), right)
             else:
-                train_stats = evaluate(model, train_split, cfg.eval_batch_size, s.loss_fn,
-                                       n_groups)
-            test_stats = evaluate(model, test_split, cfg.eval_batch_size, s.loss_fn, n_groups)
-            model.train()
-            (row,) = metrics_rows(step, train_stats, test_stats, l2_norm(model), [sizes[0]],
-                                  sizes[1], s.task.group_names,
-                                  lr=s.schedule.get_last_lr()[0],
-                                  elapsed_s=s.elapsed_before + time.perf_counter() - began)
-            runlog.write(row)
-            _report(bar, row)
-            if bool(nonfinite) or not finite(row):
-                outcome.status, outcome.error = "diverged", diverged_error(step, s.ckpt_path)
+                train_stats = evaluate(members.forward_shared, train_split, cfg.eval_batch_size,
+                                       s.loss_fn, n_groups)
+            test_stats = evaluate(members.forward_shared, test_split, cfg.eval_batch_size,
+                                  s.loss_fn, n_groups)
+            members.train(True)
+            rows = metrics_rows(step, train_stats, test_stats, members.l2_norm(), n_train,
+                                n_test, first.group_names, lr=s.schedule.get_last_lr()[0],
+                                elapsed_s=s.elapsed_before + time.perf_counter() - began)
+            bad = nonfinite.reshape(-1).tolist()
+            for member, row, diverged in zip(members.all, rows, bad, strict=True):
+                if member.live:
+                    member.runlog.write(row)
+                    if diverged or not finite(row):
+                        member.outcome.status = "diverged"
+                        member.outcome.error = diverged_error(step, member.ckpt_path)
+            if not members.batched:
+                _report(bar, rows[0])
+            if not any(m.live for m in members.all):
                 break
-            stopped = s.early_stop.update(row)
+            stopped = any([lever.should_stop(members, rows) for lever in s.levers])
             if is_ckpt_step(cfg, step) or stopped:
-                s.save(step, row["elapsed_s"], snapshot, runlog)
-            if cfg.save_every and step % cfg.save_every == 0:
-                save_snapshot(model, s.run_dir, step, cfg)
+                s.save(step, rows[0]["elapsed_s"], rngs, [True] * len(members))
+            for lever in s.levers:
+                lever.after_eval(members, step)
             if stopped:
-                log.info("stopping early at step %d: test_acc >= %s for %d evaluations", step,
-                         cfg.stop.test_acc, cfg.stop.patience)
-                outcome.extra["stopped_early"] = True
                 break
         if step == cfg.steps:
             break
         s.optimizer.zero_grad(set_to_none=True)
-        (loss + model.auxiliary_loss()).backward()
-        if s.grad_filter:
-            s.grad_filter()
+        objective = loss.sum() if members.batched else loss
+        (objective + sum(lever.extra_loss(members) for lever in extra_loss)).backward()
+        for lever in after_backward:
+            lever.after_backward(members)
         s.optimizer.step()
         s.schedule.step()
         bar.update(1)
     bar.close()
-    if cfg.save_every:
-        outcome.extra["snapshots"] = snapshot_files(s.run_dir)
-    return outcome
+    for lever in s.levers:
+        lever.finish(members)
+
+
+def _acting(levers: list[Lever], hook: str) -> list[Lever]:
+    return [lever for lever in levers if getattr(type(lever), hook) is not getattr(Lever, hook)]
+
+
+def _rngs(members: Members) -> list[dict[str, Any]]:
+    """Each member's random state for its checkpoint: a single run's now; a batched member's
+    from after its init (full batch, no dropout: nothing draws from it)."""
+    return [rng_state(members.samplers[0])] if not members.batched else members.init_rng
 
 
 def _show_bar(cfg: DictConfig) -> bool:
