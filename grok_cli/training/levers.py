@@ -89,7 +89,8 @@ class AuxiliaryLoss(Lever):
             self.batched = "0 with launcher=batched (a vmapped forward keeps no router loss)"
 
     def extra_loss(self, members: Members) -> torch.Tensor | float:
-        return members.module.auxiliary_loss()
+        # K > 1: the stacked parameters have no module to keep it (refused above when set).
+        return 0.0 if members.batched else members.module.auxiliary_loss()
 
 
 ALWAYS = (Snapshots, AuxiliaryLoss)
