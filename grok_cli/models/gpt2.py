@@ -10,7 +10,9 @@ unties GPT-2's `lm_head` from the token embedding.
 built from nn.Embedding / nn.MultiheadAttention / nn.Linear: embeddings N(0, 1), linear maps
 and their biases U(±1/sqrt(fan_in)), attention's input projection Xavier-uniform, attention
 biases 0, LayerNorms 1 and 0. Grokking is sensitive to this scale (the N(0, 1) embeddings are
-~50× HF's), so the Power et al. and Grokfast presets use `torch`.
+~50× HF's), so the Power et al. preset uses `torch`. `grokfast` draws the same distributions
+in the order and layout of Grokfast's main.py (`grokfast_init`), so seed S is their seed S's
+network.
 
 `model.block`: `pre_ln` is GPT-2's block, `x = x + attn(ln_1(x)); x = x + mlp(ln_2(x))`.
 `grokfast` is the Block of Grokfast's main.py (ironjr/grokfast, from danielmamay/grokking):
@@ -74,6 +76,36 @@ def torch_default_init(lm: GPT2LMHeadModel) -> None:
         nn.init.uniform_(lm.lm_head.weight, -bound, bound)
 
 
+@torch.no_grad()
+def grokfast_init(lm: GPT2LMHeadModel, start: torch.Tensor) -> None:
+    """model.init=grokfast: the weights Grokfast's main.py Decoder gets from the same seed.
+
+    Their Decoder builds nn.Embedding (tokens, then positions), per block nn.LayerNorm × 2,
+    nn.MultiheadAttention (its out_proj Linear draws before the Xavier in_proj; the out_proj
+    bias is drawn, then zeroed), the MLP's two nn.Linear, then the head: the same modules are
+    built here in that order from the generator state `start` (the seed's, before HF's own
+    init drew), and copied in (HF's Conv1D holds the transpose of a Linear weight). The
+    global generator ends where theirs does, so what is drawn next (their split) matches too.
+    """
+    torch.set_rng_state(start)
+    gpt = lm.transformer
+    for embedding in (gpt.wte, gpt.wpe):
+        embedding.weight.copy_(nn.Embedding(*embedding.weight.shape).weight)
+    width = gpt.embed_dim
+    for block in gpt.h:
+        attn = nn.MultiheadAttention(width, block.attn.num_heads)
+        mlp = (nn.Linear(width, block.mlp.c_fc.nf), nn.Linear(block.mlp.c_fc.nf, width))
+        pairs = ((block.attn.c_attn, attn.in_proj_weight, attn.in_proj_bias),
+                 (block.attn.c_proj, attn.out_proj.weight, attn.out_proj.bias),
+                 *((conv, linear.weight, linear.bias)
+                   for conv, linear in zip((block.mlp.c_fc, block.mlp.c_proj), mlp, strict=True)))
+        for conv, weight, bias in pairs:
+            conv.weight.copy_(weight.T)
+            conv.bias.copy_(bias)
+    head = lm.lm_head.weight
+    head.copy_(nn.Linear(head.shape[1], head.shape[0], bias=False).weight)
+
+
 def normalize_block_inputs(lm: GPT2LMHeadModel) -> None:
     """model.block=grokfast: each block's ln_1 moves in front of the block (as `ln_in`, an
     identity left in its place), so the block's residual starts from ln_1(x)."""
@@ -92,7 +124,7 @@ def build_gpt2(cfg: DictConfig, task: TaskData) -> nn.Module:
     check(isinstance(cfg.tie_embeddings, bool), "model.tie_embeddings", cfg.tie_embeddings,
           "true (lm_head shares the token embedding) or false (a separate head, as Grokfast)")
     check_choice("model.activation", cfg.activation, sorted(ACT2FN))
-    check_choice("model.init", cfg.init, ("hf", "torch"))
+    check_choice("model.init", cfg.init, ("hf", "torch", "grokfast"))
     check_choice("model.block", cfg.block, ("pre_ln", "grokfast"))
     config = GPT2Config(
         vocab_size=task.vocab_size,
@@ -109,9 +141,14 @@ def build_gpt2(cfg: DictConfig, task: TaskData) -> nn.Module:
         bos_token_id=None,  # GPT-2's 50256 is outside these vocabularies
         eos_token_id=None,
     )
+    start = torch.get_rng_state()
     lm = GPT2LMHeadModel(config)
     if cfg.init == "torch":
         torch_default_init(lm)
+    elif cfg.init == "grokfast":
+        check(not cfg.tie_embeddings, "model.tie_embeddings", cfg.tie_embeddings,
+              "false with model.init=grokfast (their head is a Linear of its own)")
+        grokfast_init(lm, start)
     if cfg.block == "grokfast":
         normalize_block_inputs(lm)
     return LastPosition(lm)

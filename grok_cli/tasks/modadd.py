@@ -25,7 +25,7 @@ from collections.abc import Callable
 import torch
 from omegaconf import DictConfig
 
-from grok_cli.errors import check, check_choice
+from grok_cli.errors import check, check_choice, is_int
 from grok_cli.tasks.base import Split, TaskData, prune, split_indices
 
 Op = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
@@ -86,11 +86,20 @@ def rows(fmt: str, n: int, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) ->
 
 def equation_task(cfg: DictConfig, seqs: torch.Tensor, vocab_size: int, n_classes: int,
                   device: torch.device) -> TaskData:
-    """Split all equations with `task.split_seed`, prune the training split, put on device."""
+    """Split all equations with `task.split_seed`, prune the training split, put on device.
+
+    `split_seed=global` draws the split from torch's global generator, where it stands when
+    the task is built: the trainer builds it again after the model (`build_task_and_model`),
+    so the split follows the seed and the model's init, as Grokfast's main.py draws it."""
     task = cfg.task
     check(isinstance(task.train_split, int | float) and 0 < task.train_split < 1,
           "task.train_split", task.train_split, "a fraction strictly between 0 and 1")
-    train_idx, test_idx = split_indices(len(seqs), task.train_split, task.split_seed)
+    seed = task.split_seed
+    check(is_int(seed) or seed == "global", "task.split_seed", seed,
+          "an integer (a split of its own, fixed across seeds) or global (torch's generator "
+          "after the model is built: the split follows `seed`)")
+    generator = torch.default_generator if seed == "global" else seed
+    train_idx, test_idx = split_indices(len(seqs), task.train_split, generator)
     return split_task(cfg, answer_split(seqs), (train_idx, test_idx), vocab_size,
                       n_classes, device)
 

@@ -37,8 +37,8 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from grok_cli.config import validate_run_config
 from grok_cli.errors import GrokError, check
-from grok_cli.models import build_model, l2_norm_of, rescale
-from grok_cli.tasks import TASKS, TaskData, build_task
+from grok_cli.models import l2_norm_of, rescale
+from grok_cli.tasks import TASKS, TaskData
 from grok_cli.tasks.text import build_text
 from grok_cli.threads import apply_threads
 from grok_cli.training.checkpoint import (
@@ -52,11 +52,13 @@ from grok_cli.training.folder import RunFolder
 from grok_cli.training.levers import unbatched_levers
 from grok_cli.training.optim import build_optimizer
 from grok_cli.training.run import finish, record_failure, run_experiment, stop_interrupted
+from grok_cli.training.sampling import build_sampler
 from grok_cli.training.signals import StopSignals, signal_name
 from grok_cli.training.trainer import (
     Outcome,
     RunLog,
     accept,
+    build_task_and_model,
     correct_counts,
     diverged_error,
     evaluate,
@@ -166,13 +168,11 @@ def build_member(cfg: DictConfig, run_dir: Path) -> Member:
     validate_run_config(cfg)
     check_device(cfg.device)
     device = resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    task = build_task(cfg, device)
-    model = build_model(cfg.model, task)
+    task, model = build_task_and_model(cfg, device)
     apply_threads(cfg.get("threads", "auto"), model, device)
     rescale(model, cfg.alpha)
     model.to(device).train()
-    rng = rng_state(torch.Generator(device).manual_seed(cfg.seed))
+    rng = rng_state(build_sampler(cfg, len(task.train), device))
     runlog = RunLog(cfg, run_dir, task.group_names)
     accept(cfg, run_dir, runlog, start=0)
     return Member(cfg, run_dir, task, model, rng, runlog, Outcome("completed", task, str(device)))

@@ -33,11 +33,14 @@ log = logging.getLogger("grok")
 # `precision` is the one the numbers are computed in (bf16 acts on CUDA only).
 IDENTITY_KEYS = ("task", "model", "optimizer", "alpha", "weight_decay", "data_fraction",
                  "train_size", "seed", "batch_size", "tokenizer", "loss", "grokfast",
-                 "precision")
+                 "sampling", "precision")
 
 
 def identity(cfg: DictConfig) -> dict[str, Any]:
     plain = OmegaConf.to_container(cfg, resolve=True)
+    # Where a choice's code lives (`_target_`) is not what the run computed.
+    plain = {key: {k: v for k, v in value.items() if k != "_target_"}
+             if isinstance(value, dict) else value for key, value in plain.items()}
     return {**{key: plain.get(key) for key in IDENTITY_KEYS},
             "precision": effective_precision(cfg)}
 

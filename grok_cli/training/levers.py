@@ -16,11 +16,13 @@ ADDED_IDENTITY: dict[str, dict[str, Any]] = {
     "loss": {"name": "cross_entropy"},
     "grokfast": {"name": "none"},
     "task": {"format": "cds", "nonzero_b": False},
-    "optimizer": {"orthogonal": False, "decay_steps": None, "min_lr": 0.0},
     "model": {"block": "pre_ln"},  # model=gpt2's block before Grokfast's was added
     "precision": "fp32",  # only CUDA runs compute in anything else, and none predate the key
+    "sampling": {"name": "replacement", "generator": "own"},
+    "optimizer": {"orthogonal": False, "decay_steps": None, "min_lr": 0.0,
+                  "warmup_from_zero": False},
 }
-WHOLE_KEYS = ("loss", "grokfast", "precision")  # added whole; the others gained sub-keys
+WHOLE_KEYS = ("loss", "grokfast", "precision", "sampling")  # added whole; others gained sub-keys
 
 
 def with_added_keys(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:

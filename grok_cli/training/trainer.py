@@ -42,6 +42,7 @@ from grok_cli.training.loggers import build_loggers
 from grok_cli.training.losses import Loss, build_loss, cross_entropy
 from grok_cli.training.optim import build_optimizer
 from grok_cli.training.records import MetricsLog, metric_columns, read_metrics
+from grok_cli.training.sampling import Sampler, build_sampler
 from grok_cli.training.signals import StopSignals, signal_name
 from grok_cli.training.stop import EarlyStop
 
@@ -209,7 +210,7 @@ class Session:
     model: nn.Module
     optimizer: torch.optim.Optimizer
     schedule: torch.optim.lr_scheduler.LambdaLR
-    sampler: torch.Generator  # minibatch indices
+    sampler: Sampler  # minibatch indices (sampling=replacement|epoch)
     loss_fn: Loss
     early_stop: EarlyStop
     grad_filter: GradFilter | None = None  # grokfast=ema|ma
@@ -220,10 +221,6 @@ class Session:
     @property
     def ckpt_path(self) -> Path:
         return self.run_dir / "checkpoints" / "last.pt"
-
-    @property
-    def full_batch(self) -> bool:
-        return self.cfg.batch_size is None or self.cfg.batch_size >= len(self.task.train)
 
     def save(self, step: int, elapsed_s: float, rng: dict[str, Any], runlog: RunLog) -> None:
         save_checkpoint(self.ckpt_path, checkpoint_state(
@@ -237,24 +234,38 @@ class Session:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
-        set_rng_state(state["rng"], self.sampler, self.ckpt_path, minibatch=not self.full_batch)
+        set_rng_state(state["rng"], self.sampler, self.ckpt_path)
         if self.grad_filter:
             self.grad_filter.load_state_dict(state["grokfast"])
         self.start, self.elapsed_before = state["step"], state["elapsed_s"]
         self.metrics_record = state.get("metrics")  # None: written before it was kept
 
 
+def build_task_and_model(cfg: DictConfig, device: torch.device) -> tuple[TaskData, nn.Module]:
+    """The seed's task and model, in the order of random draws every run uses: the model's
+    init from the seed, then (`task.split_seed=global`) the split from the global generator
+    where the init left it, as Grokfast's main.py; a split of its own draws from its own."""
+    torch.manual_seed(cfg.seed)
+    global_split = cfg.task.get("split_seed") == "global"
+    start = torch.get_rng_state()
+    task = build_task(cfg, device)
+    if global_split:  # this one only sizes the model; its split is drawn again after it
+        torch.set_rng_state(start)
+    model = build_model(cfg.model, task)
+    if global_split:
+        task = build_task(cfg, device)
+    return task, model
+
+
 def build_session(cfg: DictConfig, run_dir: Path) -> Session:
     device = resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    task = build_task(cfg, device)
-    model = build_model(cfg.model, task)
+    task, model = build_task_and_model(cfg, device)
     apply_threads(cfg.get("threads", "auto"), model, device)
     rescale(model, cfg.alpha)
     model.to(device).train()
     accelerate(model, cfg, device)
     optimizer, schedule = build_optimizer(cfg.optimizer, cfg.weight_decay, model)
-    sampler = torch.Generator(device).manual_seed(cfg.seed)
+    sampler = build_sampler(cfg, len(task.train), device)
     return Session(cfg, run_dir, task, model, optimizer, schedule, sampler, build_loss(cfg.loss),
                    EarlyStop(cfg.stop), build_grad_filter(cfg.grokfast, model))
 
@@ -313,18 +324,15 @@ def _loop(s: Session, runlog: RunLog, stop: StopSignals) -> Outcome:
         if evaluating:
             # Taken before this step's sampling, so a resume from here replays it exactly.
             snapshot = rng_state(s.sampler)
-        batch = train_split
-        if not s.full_batch:
-            batch = train_split.subset(
-                torch.randint(len(train_split), (cfg.batch_size,), generator=s.sampler,
-                              device=device))
+        indices = s.sampler.indices()
+        batch = train_split if indices is None else train_split.subset(indices)
         logits = model(batch.x, batch.mask)
         loss = s.loss_fn(logits, batch.y)
         nonfinite |= ~torch.isfinite(loss.detach())
 
         if evaluating:
             model.eval()
-            if s.full_batch and not noisy:  # the training forward already saw the whole split
+            if s.sampler.full_batch and not noisy:  # the training forward saw the whole split
                 train_stats = (loss.detach(),
                                correct_counts(logits, batch.y, batch.group, n_groups))
             else:
