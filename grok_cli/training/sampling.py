@@ -82,6 +82,7 @@ class Epoch(Sampler):
               batch_size, f"at most the training split ({n}) with sampling.drop_last=true")
         self.order = torch.arange(n)  # the split's own order before the first reshuffle
         self.start = n  # the position in `order`; n: the next step begins an epoch
+        self.epoch = 0  # reshuffles so far: the epoch of the last batch drawn
 
     def indices(self) -> torch.Tensor | None:
         if self.full_batch:
@@ -90,17 +91,64 @@ class Epoch(Sampler):
         if self.start >= self.n or (self.drop_last and end > self.n):
             self.order = self.order[torch.randperm(self.n, generator=self.generator)]
             self.start, end = 0, self.batch_size
+            self.epoch += 1
         batch = self.order[self.start:end]
         self.start = end
         return batch.to(self.device)
 
     def state_dict(self) -> dict[str, Any]:
         # `order` is replaced, never changed in place, so the reference stays this state's.
-        return {**super().state_dict(), "epoch_order": self.order, "epoch_start": self.start}
+        return {**super().state_dict(), "epoch_order": self.order, "epoch_start": self.start,
+                "epoch": self.epoch}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.order, self.start = state["epoch_order"], state["epoch_start"]
+        self.epoch = state["epoch"]
+
+
+class EpochMetrics:
+    """train_metrics=epoch: the training split's loss and correct answers summed over the
+    minibatches since the last evaluation, each counted by the model that took its step
+    (before the update), as Grokfast's main.py reports train accuracy. Only when those
+    batches are exactly one epoch (every example once: sampling=epoch, drop_last false) is the
+    sum a count over the whole split; otherwise (the first evaluation, after a resume, a
+    short run's last step, another eval_every) `take` returns None and the caller evaluates
+    the split itself."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.reset()
+
+    def reset(self) -> None:
+        self.loss: Any = 0
+        self.right: Any = 0
+        self.seen, self.epochs = 0, set()
+
+    def add(self, mean_loss: torch.Tensor, right: torch.Tensor, size: int, epoch: int) -> None:
+        """One step's batch (device tensors: no host sync)."""
+        self.loss, self.right = self.loss + mean_loss * size, self.right + right
+        self.seen += size
+        self.epochs.add(epoch)
+
+    def take(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(mean loss, correct counts) over the epoch just finished, or None; then empty."""
+        whole = self.seen == self.n and len(self.epochs) == 1
+        stats = (self.loss / self.n, self.right) if whole else None
+        self.reset()
+        return stats
+
+
+def build_train_metrics(cfg: DictConfig, sampler: Sampler) -> EpochMetrics | None:
+    """The `train_metrics` key: split (None: the loop evaluates the whole training split) or
+    epoch (`EpochMetrics`, sampling=epoch only)."""
+    mode = cfg.get("train_metrics", "split")
+    check_choice("train_metrics", mode, ("split", "epoch"))
+    if mode == "split":
+        return None
+    check(isinstance(sampler, Epoch), "train_metrics", mode,
+          "split with sampling=replacement (epoch needs sampling=epoch: every example once)")
+    return EpochMetrics(sampler.n)
 
 
 def replacement(cfg: DictConfig, n: int, batch_size: int | None, seed: int,

@@ -42,7 +42,7 @@ from grok_cli.training.loggers import build_loggers
 from grok_cli.training.losses import Loss, build_loss, cross_entropy
 from grok_cli.training.optim import build_optimizer
 from grok_cli.training.records import MetricsLog, metric_columns, read_metrics
-from grok_cli.training.sampling import Sampler, build_sampler
+from grok_cli.training.sampling import EpochMetrics, Sampler, build_sampler, build_train_metrics
 from grok_cli.training.signals import StopSignals, signal_name
 from grok_cli.training.stop import EarlyStop
 
@@ -214,6 +214,7 @@ class Session:
     loss_fn: Loss
     early_stop: EarlyStop
     grad_filter: GradFilter | None = None  # grokfast=ema|ma
+    epoch_metrics: EpochMetrics | None = None  # train_metrics=epoch
     start: int = 0
     elapsed_before: float = 0.0
     metrics_record: dict[str, Any] | None = None  # of the rows before `start` (checkpoint's)
@@ -267,7 +268,8 @@ def build_session(cfg: DictConfig, run_dir: Path) -> Session:
     optimizer, schedule = build_optimizer(cfg.optimizer, cfg.weight_decay, model)
     sampler = build_sampler(cfg, len(task.train), device)
     return Session(cfg, run_dir, task, model, optimizer, schedule, sampler, build_loss(cfg.loss),
-                   EarlyStop(cfg.stop), build_grad_filter(cfg.grokfast, model))
+                   EarlyStop(cfg.stop), build_grad_filter(cfg.grokfast, model),
+                   build_train_metrics(cfg, sampler))
 
 
 def train(cfg: DictConfig, run_dir: Path, stop: StopSignals | None = None) -> Outcome:
@@ -304,6 +306,7 @@ def _loop(s: Session, runlog: RunLog, stop: StopSignals) -> Outcome:
     device = train_split.y.device
     # With dropout the training forward is noisy: train metrics then come from an eval pass.
     noisy = any(isinstance(m, nn.Dropout) and m.p > 0 for m in model.modules())
+    epoch_metrics = None if noisy else s.epoch_metrics
     bar = tqdm(total=cfg.steps, initial=s.start, disable=not _show_bar(cfg), file=sys.stderr,
                dynamic_ncols=True, leave=True)
     s.early_stop.replay(read_metrics(runlog.metrics.path))  # the rows kept before the checkpoint
@@ -336,8 +339,8 @@ def _loop(s: Session, runlog: RunLog, stop: StopSignals) -> Outcome:
                 train_stats = (loss.detach(),
                                correct_counts(logits, batch.y, batch.group, n_groups))
             else:
-                train_stats = evaluate(model, train_split, cfg.eval_batch_size, s.loss_fn,
-                                       n_groups)
+                train_stats = (epoch_metrics and epoch_metrics.take()) or evaluate(
+                    model, train_split, cfg.eval_batch_size, s.loss_fn, n_groups)
             test_stats = evaluate(model, test_split, cfg.eval_batch_size, s.loss_fn, n_groups)
             model.train()
             (row,) = metrics_rows(step, train_stats, test_stats, l2_norm(model), [sizes[0]],
@@ -361,6 +364,9 @@ def _loop(s: Session, runlog: RunLog, stop: StopSignals) -> Outcome:
                 break
         if step == cfg.steps:
             break
+        if epoch_metrics:
+            epoch_metrics.add(loss.detach(), correct_counts(logits, batch.y, batch.group,
+                                                            n_groups), len(batch), s.sampler.epoch)
         s.optimizer.zero_grad(set_to_none=True)
         (loss + _auxiliary_loss(model)).backward()
         if s.grad_filter:
