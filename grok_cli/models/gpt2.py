@@ -21,9 +21,12 @@ residual stream itself. It matters: their main.py's Grokfast-MA run (x·y mod 97
 reaches 95% validation accuracy at step 790 with their Block, and 3% by step 1,000 with
 GPT-2's block in its place.
 
-It takes the plain path: the whole HF transformer runs, then the last position's hidden
-state goes through the head (the answer-position fast path of model=gpt is written for
-OpenAIGPT's post-LN block and is not used here).
+Training takes the plain path: the whole HF transformer runs, then the last position's
+hidden state goes through the head. Evaluation (no gradient, no padding mask) with
+`block=grokfast` takes the answer-position path (`LastPosition.answer_logits`): every block
+but the last runs whole, and the last one computes only what the answer reads, its query,
+attention output and MLP at the last position (keys and values at all positions): the same
+function to float rounding, ~30% fewer operations for a 4-token input.
 """
 
 from __future__ import annotations
@@ -48,9 +51,38 @@ class LastPosition(nn.Module):
         super().__init__()
         self.lm = lm
 
+    def __init__(self, lm: GPT2LMHeadModel, answer_path: bool = False) -> None:
+        super().__init__()
+        self.lm, self.answer_path = lm, answer_path
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if self.answer_path and mask is None and not torch.is_grad_enabled():
+            return self.answer_logits(x)
         hidden = self.lm.transformer(input_ids=x, attention_mask=mask).last_hidden_state
         return self.lm.lm_head(hidden[:, -1])
+
+    def answer_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The logits at the last position, computing the last block at that position only
+        (model.block=grokfast: each block normalizes its input first, `ln_in`)."""
+        gpt = self.lm.transformer
+        h = gpt.wte(x) + gpt.wpe(torch.arange(x.shape[1], device=x.device))
+        for block in gpt.h[:-1]:
+            h = _block(block, h)
+        return self.lm.lm_head(gpt.ln_f(_block(gpt.h[-1], h, last_only=True)[:, -1]))
+
+
+def _block(block: nn.Module, h: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+    """A model.block=grokfast block in eval mode, causal: x = ln_1(x); x = x + attn(x);
+    x = x + mlp(ln_2(x)); with `last_only` the output at the last position alone."""
+    h = block.ln_in(h)
+    attn = block.attn
+    q, k, v = (t.unflatten(-1, (attn.num_heads, attn.head_dim)).transpose(1, 2)
+               for t in attn.c_attn(h).split(attn.split_size, dim=-1))
+    if last_only:
+        q, h = q[:, :, -1:], h[:, -1:]
+    a = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=not last_only)
+    h = h + attn.c_proj(a.transpose(1, 2).flatten(2))
+    return h + block.mlp(block.ln_2(h))
 
 
 @torch.no_grad()
@@ -151,4 +183,4 @@ def build_gpt2(cfg: DictConfig, task: TaskData) -> nn.Module:
         grokfast_init(lm, start)
     if cfg.block == "grokfast":
         normalize_block_inputs(lm)
-    return LastPosition(lm)
+    return LastPosition(lm, answer_path=cfg.block == "grokfast")
