@@ -47,10 +47,6 @@ from grok_cli.tasks import TaskData
 class LastPosition(nn.Module):
     """An HF causal LM's logits at the last input position, from its full forward."""
 
-    def __init__(self, lm: GPT2LMHeadModel) -> None:
-        super().__init__()
-        self.lm = lm
-
     def __init__(self, lm: GPT2LMHeadModel, answer_path: bool = False) -> None:
         super().__init__()
         self.lm, self.answer_path = lm, answer_path
