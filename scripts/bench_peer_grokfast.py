@@ -116,7 +116,7 @@ def peer_run(args: argparse.Namespace, seed: int, filt: str, epochs: int, target
     return json.loads(out.strip().splitlines()[-1])
 
 
-def grok_run(seed: int, filt: str, steps: int, target: float, extra: list[str]) -> dict:
+def grok_run(seed: int, filt: str, steps: int, target: float | None, extra: list[str]) -> dict:
     spec = FILTERS[filt]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     with tempfile.TemporaryDirectory() as tmp:
@@ -125,7 +125,8 @@ def grok_run(seed: int, filt: str, steps: int, target: float, extra: list[str]) 
             [sys.executable, "-m", "grok_cli.cli", "run", "experiment=grokfast_mul97",
              *spec["grok"], f"weight_decay={spec['weight_decay']}", f"seed={seed}",
              f"steps={steps}", f"eval_every={STEPS_PER_EPOCH}", "ckpt_every=100000",
-             f"stop.test_acc={target}", "progress=log", *extra, f"hydra.run.dir={run}"],
+             f"stop.test_acc={'null' if target is None else target}", "progress=log",
+             *extra, f"hydra.run.dir={run}"],
             check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         summary = json.loads((run / "summary.json").read_text())
     return {"reached": summary["generalization_step"], "steps": summary["final"]["step"],
@@ -142,9 +143,9 @@ def speed(args: argparse.Namespace) -> None:
         order = ("peer", "grok") if round_ % 2 == 0 else ("grok", "peer")
         for program in order:
             if program == "peer":
-                r = peer_run(args, 0, args.filter, args.steps // STEPS_PER_EPOCH, 2.0)
+                r = peer_run(args, 0, args.filter, args.steps // STEPS_PER_EPOCH, 2.0)  # no stop
             else:
-                r = grok_run(0, args.filter, args.steps, 2.0, args.grok_args)
+                r = grok_run(0, args.filter, args.steps, None, args.grok_args)
             seen[program].append(r["steps_per_s"])
             print(f"round {round_} {program}: {r['steps_per_s']:.1f} steps/s "
                   f"(load average {load()})", flush=True)

@@ -167,3 +167,24 @@ def test_train_metrics_epoch_counts_the_epochs_batches_before_their_updates(run_
     model.eval()
     _, right4 = evaluate(model, task.train, 1024)  # step 4: one batch of an epoch
     assert float(rows[2]["train_acc"]) == int(right4.sum()) / 253
+
+
+def test_grokfast_protocol_resumes_to_the_same_rows(run_cfg, tmp_path):
+    """sampling=epoch with the global generator and train_metrics=epoch: a run continued from
+    its checkpoint (mid-way through the second epoch's permutation too) writes the rows of
+    the uninterrupted run, train_acc (the epoch's batch counts) included."""
+    from conftest import read_rows
+
+    from grok_cli.training.run import run_experiment
+
+    args = ("experiment=grokfast_mul97", "task.p=23", "batch_size=100", "eval_every=3",
+            "ckpt_every=3", "grokfast=ema", "progress=log")
+    run_experiment(run_cfg(*args, "steps=12"), tmp_path / "straight")
+    run_experiment(run_cfg(*args, "steps=6"), tmp_path / "part")
+    run_experiment(run_cfg(*args, "steps=12"), tmp_path / "part")
+    drop = ("elapsed_s",)
+    rows = {name: [{k: v for k, v in row.items() if k not in drop}
+                   for row in read_rows(tmp_path / name / "metrics.csv")]
+            for name in ("straight", "part")}
+    assert [row["step"] for row in rows["part"]] == ["0", "3", "6", "9", "12"]
+    assert rows["part"] == rows["straight"]

@@ -131,6 +131,15 @@ class EpochMetrics:
         self.seen += size
         self.epochs.add(epoch)
 
+    def state_dict(self) -> dict[str, Any]:
+        """The sums so far (new objects after every add and take: safe to keep as they are)."""
+        return {"loss": self.loss, "right": self.right, "seen": self.seen,
+                "epochs": sorted(self.epochs)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.loss, self.right, self.seen = state["loss"], state["right"], state["seen"]
+        self.epochs = set(state["epochs"])
+
     def take(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(mean loss, correct counts) over the epoch just finished, or None; then empty."""
         whole = self.seen == self.n and len(self.epochs) == 1

@@ -223,12 +223,21 @@ class Session:
     def ckpt_path(self) -> Path:
         return self.run_dir / "checkpoints" / "last.pt"
 
-    def save(self, step: int, elapsed_s: float, rng: dict[str, Any], runlog: RunLog) -> None:
+    def save(self, step: int, elapsed_s: float, replay: dict[str, Any], runlog: RunLog) -> None:
+        """`replay`: what `replay_state` took before the step's draws (`rng`, and with
+        train_metrics=epoch the minibatch sums the step's evaluation reads)."""
         save_checkpoint(self.ckpt_path, checkpoint_state(
             self.cfg, self.task, step, elapsed_s, runlog.metrics.record_before(step),
             model=self.model.state_dict(),
-            optimizer=self.optimizer.state_dict(), schedule=self.schedule.state_dict(), rng=rng,
-            **({"grokfast": self.grad_filter.state_dict()} if self.grad_filter else {})))
+            optimizer=self.optimizer.state_dict(), schedule=self.schedule.state_dict(),
+            **replay, **({"grokfast": self.grad_filter.state_dict()} if self.grad_filter else {})))
+
+    def replay_state(self) -> dict[str, Any]:
+        """The state a resume at this step boundary needs to replay the step exactly."""
+        state: dict[str, Any] = {"rng": rng_state(self.sampler)}
+        if self.epoch_metrics:
+            state["train_metrics"] = self.epoch_metrics.state_dict()
+        return state
 
     def restore(self) -> None:
         state = load_checkpoint(self.ckpt_path, self.cfg, self.task)
@@ -238,6 +247,8 @@ class Session:
         set_rng_state(state["rng"], self.sampler, self.ckpt_path)
         if self.grad_filter:
             self.grad_filter.load_state_dict(state["grokfast"])
+        if self.epoch_metrics and "train_metrics" in state:
+            self.epoch_metrics.load_state_dict(state["train_metrics"])
         self.start, self.elapsed_before = state["step"], state["elapsed_s"]
         self.metrics_record = state.get("metrics")  # None: written before it was kept
 
@@ -319,14 +330,14 @@ def _loop(s: Session, runlog: RunLog, stop: StopSignals) -> Outcome:
             # so a resume from here replays exactly. A non-finite state is not kept.
             if not bool(nonfinite):
                 s.save(step, s.elapsed_before + time.perf_counter() - began,
-                       rng_state(s.sampler), runlog)
+                       s.replay_state(), runlog)
             outcome.status, outcome.signum = "interrupted", stop.signum
             outcome.error = f"interrupted by {signal_name(stop.signum)} at step {step}"
             break
         evaluating = is_eval_step(cfg, step)
         if evaluating:
             # Taken before this step's sampling, so a resume from here replays it exactly.
-            snapshot = rng_state(s.sampler)
+            snapshot = s.replay_state()
         indices = s.sampler.indices()
         batch = train_split if indices is None else train_split.subset(indices)
         logits = model(batch.x, batch.mask)
