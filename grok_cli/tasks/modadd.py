@@ -25,7 +25,7 @@ from collections.abc import Callable
 import torch
 from omegaconf import DictConfig
 
-from grok_cli.errors import check, check_choice, is_int
+from grok_cli.errors import check, check_choice
 from grok_cli.tasks.base import Split, TaskData, prune, split_indices
 
 Op = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
@@ -94,12 +94,7 @@ def equation_task(cfg: DictConfig, seqs: torch.Tensor, vocab_size: int, n_classe
     task = cfg.task
     check(isinstance(task.train_split, int | float) and 0 < task.train_split < 1,
           "task.train_split", task.train_split, "a fraction strictly between 0 and 1")
-    seed = task.split_seed
-    check(is_int(seed) or seed == "global", "task.split_seed", seed,
-          "an integer (a split of its own, fixed across seeds) or global (torch's generator "
-          "after the model is built: the split follows `seed`)")
-    generator = torch.default_generator if seed == "global" else seed
-    train_idx, test_idx = split_indices(len(seqs), task.train_split, generator)
+    train_idx, test_idx = split_indices(len(seqs), task.train_split, task.split_seed)
     return split_task(cfg, answer_split(seqs), (train_idx, test_idx), vocab_size,
                       n_classes, device)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from omegaconf import DictConfig
 
-from grok_cli.errors import check, check_choice, is_number
+from grok_cli.errors import check, check_choice, is_int, is_number
 from grok_cli.tasks.base import TaskData, split_indices
 from grok_cli.tasks.modadd import OPS, answer_split, check_modulus, equations, split_task
 
@@ -43,6 +43,8 @@ def build_modmix(cfg: DictConfig, device: torch.device) -> TaskData:
           "one or more operations, each with its training fraction (task.groups.add.fraction=0.5)")
     ops = [str(op) for op in groups]
     fractions = [group_fraction(groups, op) for op in ops]  # every value checked before work
+    check(is_int(task.split_seed), "task.split_seed", task.split_seed,
+          "an integer (task=modmix draws its splits from a generator of their own)")
     generator = torch.Generator().manual_seed(task.split_seed)
     seqs, group, train, test, offset = [], [], [], [], 0
     for g, (op, fraction) in enumerate(zip(ops, fractions, strict=True)):
