@@ -33,10 +33,11 @@ def leaves(cfg: DictConfig, prefix: str = "") -> list[str]:
 
 
 def composed_keys(config_name: str, *overrides: str) -> list[str]:
-    """Every key the composed config has (a group's `name` is its choice, not a key to set)."""
+    """Every key the composed config has (a group's `name` is its choice, not a key to set;
+    its `_target_`, where its code lives, is not one either: the help leaves it out)."""
     with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir())):
         cfg = compose(config_name=config_name, overrides=list(overrides))
-    return [key for key in leaves(cfg) if not key.endswith(".name")]
+    return [key for key in leaves(cfg) if not key.endswith((".name", "._target_"))]
 
 
 def descriptions(text: str) -> dict[str, str]:
