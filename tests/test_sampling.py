@@ -155,7 +155,7 @@ def test_train_metrics_epoch_counts_the_epochs_batches_before_their_updates(run_
         loss = F.cross_entropy(logits, batch.y)
         if step < 3:
             right += int(correct_counts(logits, batch.y).sum())
-            loss_sum += float(loss) * len(batch)
+            loss_sum += float(loss.detach()) * len(batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
