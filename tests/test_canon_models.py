@@ -152,9 +152,11 @@ def test_gpt2_grokfast_block_is_grokfasts_decoder(run_cfg):
     for p in model.parameters():  # LayerNorms away from 1 and 0, so a misplaced one shows
         p.data.add_(0.3 * torch.randn_like(p))
     x = task.test.x[:6]
-    with torch.no_grad():
+    with torch.no_grad():  # evaluation: the answer-position path
         torch.testing.assert_close(model(x), grokfast_decoder_logits(model.lm, x),
                                    rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(model(x).detach(), grokfast_decoder_logits(model.lm, x),
+                               rtol=1e-10, atol=1e-10)  # training: the whole HF transformer
 
 
 def test_onehot_mlp_reads_one_hot_operands_without_biases(run_cfg):

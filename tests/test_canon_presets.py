@@ -36,6 +36,9 @@ def test_power_div97_is_power_et_al(run_cfg):
     assert (cfg.optimizer.name, cfg.optimizer.lr, list(cfg.optimizer.betas),
             cfg.optimizer.warmup_steps) == ("adamw", 1e-3, [0.9, 0.98], 10)
     assert (cfg.weight_decay, cfg.batch_size) == (1.0, 512)
+    # openai/grok: a reshuffle per epoch cut in order, lr step / 10 from step 0, one split
+    assert (cfg.sampling.name, cfg.sampling.drop_last, cfg.optimizer.warmup_from_zero,
+            cfg.task.split_seed) == ("epoch", False, True, 0)
 
 
 def test_grokfast_mul97_is_grokfasts_setting_with_either_filter(run_cfg):
@@ -52,6 +55,11 @@ def test_grokfast_mul97_is_grokfasts_setting_with_either_filter(run_cfg):
             ma.weight_decay) == (100, 5.0, True, 0.01)
     ema = run_cfg("experiment=grokfast_mul97", "grokfast=ema", "weight_decay=0.005")
     assert (ema.grokfast.alpha, ema.grokfast.lamb, ema.weight_decay) == (0.98, 2.0, 0.005)
+    # their main.py's protocol: one generator for init, split and per-epoch batches
+    assert (cfg.sampling.name, cfg.sampling.drop_last, cfg.sampling.generator,
+            cfg.task.split_seed, cfg.model.init, cfg.model.max_positions,
+            cfg.optimizer.warmup_from_zero, cfg.eval_every, cfg.train_metrics) == (
+        "epoch", False, "global", "global", "grokfast", 5, True, 10, "epoch")
 
 
 def test_nanda_p113_is_nanda_et_al(run_cfg):

@@ -58,3 +58,19 @@ def test_a_decaying_run_logs_its_lr_and_continues_past_decay_steps_at_min_lr(run
     drop = ("elapsed_s",)
     assert ([{k: v for k, v in row.items() if k not in drop} for row in part]
             == [{k: v for k, v in row.items() if k not in drop} for row in full])
+
+
+def test_warmup_from_zero_is_grokfasts_lambda(run_cfg):
+    """Grokfast's main.py: LambdaLR(lambda update: 1 if update > 10 else update / 10), so the
+    first update has lr 0; the default keeps (step + 1) / warmup_steps."""
+    theirs = run_cfg("experiment=grokfast_mul97")
+    assert theirs.optimizer.warmup_from_zero is True
+    seen = lrs(theirs, [0, 1, 5, 9, 10, 11, 100])
+    expected = {0: 0.0, 1: 1e-4, 5: 5e-4, 9: 9e-4, 10: 1e-3, 11: 1e-3, 100: 1e-3}
+    assert seen == pytest.approx(expected, rel=1e-12, abs=0)
+    factors = [0.0 if s == 0 else seen[s] / 1e-3 for s in (0, 5, 10)]
+    assert factors == pytest.approx([0.0, 0.5, 1.0], rel=1e-12, abs=0)
+    today = lrs(run_cfg("experiment=grokfast_mul97", "optimizer.warmup_from_zero=false"),
+                [0, 5, 9, 10])
+    assert today == pytest.approx({0: 1e-4, 5: 6e-4, 9: 1e-3, 10: 1e-3}, rel=1e-12, abs=0)
+    assert run_cfg().optimizer.warmup_from_zero is False  # every other run: unchanged

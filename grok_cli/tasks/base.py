@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from grok_cli.errors import check
+from grok_cli.errors import check, is_int
 
 
 @dataclass
@@ -60,10 +60,16 @@ class TaskData:
         return len(self.group_names or [""])
 
 
-def split_indices(n: int, train_split: float, seed: int | torch.Generator
+def split_indices(n: int, train_split: float, seed: int | str | torch.Generator
                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Shuffle n items with `seed` (or a generator that draws on) and cut them into train /
-    test index tensors."""
+    """Shuffle n items with `seed` (or a generator that draws on; `global`: torch's global
+    generator, where it stands: the trainer builds such a task after the model) and cut them
+    into train / test index tensors."""
+    check(isinstance(seed, torch.Generator) or is_int(seed) or seed == "global",
+          "task.split_seed", seed, "an integer (a split of its own, fixed across seeds) or "
+          "global (torch's generator after the model is built: the split follows `seed`)")
+    if seed == "global":
+        seed = torch.default_generator
     if isinstance(seed, int):
         seed = torch.Generator().manual_seed(seed)
     order = torch.randperm(n, generator=seed)

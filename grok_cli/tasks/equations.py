@@ -74,7 +74,11 @@ def rows(fmt: str, n: int, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) ->
 
 def equation_task(cfg: DictConfig, seqs: torch.Tensor, vocab_size: int, n_classes: int,
                   device: torch.device) -> TaskData:
-    """Split all equations with `task.split_seed`, prune the training split, put on device."""
+    """Split all equations with `task.split_seed`, prune the training split, put on device.
+
+    `split_seed=global` draws the split from torch's global generator, where it stands when
+    the task is built: the trainer builds it again after the model (`build_task_and_model`),
+    so the split follows the seed and the model's init, as Grokfast's main.py draws it."""
     task = cfg.task
     train_idx, test_idx = split_indices(len(seqs), task.train_split, task.split_seed)
     return split_task(cfg, answer_split(seqs), (train_idx, test_idx), vocab_size,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from omegaconf import DictConfig
 
-from grok_cli.errors import check, check_choice, is_number
+from grok_cli.errors import check, check_choice, is_int, is_number
 from grok_cli.tasks.base import TaskData, split_indices
 from grok_cli.tasks.equations import OPS, answer_split, check_modulus, equations, split_task
 
@@ -42,6 +42,8 @@ def check_config(task: DictConfig) -> None:
           "one or more operations, each with its training fraction (task.groups.add.fraction=0.5)")
     for op in groups:
         group_fraction(groups, str(op))
+    check(is_int(task.split_seed), "task.split_seed", task.split_seed,
+          "an integer (task=modmix draws its splits from a generator of their own)")
 
 
 def title(task: DictConfig) -> str:

@@ -29,7 +29,7 @@ log = logging.getLogger("grok")
 # `precision` is the one the numbers are computed in (bf16 acts on CUDA only).
 IDENTITY_KEYS = ("task", "model", "optimizer", "alpha", "weight_decay", "data_fraction",
                  "train_size", "seed", "batch_size", "tokenizer", "loss", "grokfast",
-                 "precision")
+                 "sampling", "precision")
 
 
 def identity(cfg: DictConfig) -> dict[str, Any]:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import functools
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from omegaconf import DictConfig
 from torch import nn
 
 from grok_cli.errors import GrokError
+
+if TYPE_CHECKING:
+    from grok_cli.training.sampling import Sampler
 
 log = logging.getLogger("grok")
 
@@ -57,17 +60,17 @@ def accelerate(model: nn.Module, cfg: DictConfig, device: torch.device) -> None:
         model.compile()
 
 
-def rng_state(sampler: torch.Generator) -> dict[str, Any]:
+def rng_state(sampler: Sampler) -> dict[str, Any]:
     """The random state a checkpoint keeps: the global CPU generator (init, dropout on a CPU),
-    the minibatch sampler, and on a GPU that one device's generator (dropout there)."""
-    state = {"torch": torch.get_rng_state(), "sampler": sampler.get_state()}
+    the minibatch sampler's (training/sampling.py), and on a GPU that one device's generator
+    (dropout there)."""
+    state = {"torch": torch.get_rng_state(), **sampler.state_dict()}
     if sampler.device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(sampler.device)
     return state
 
 
-def set_rng_state(state: dict[str, Any], sampler: torch.Generator, path: Path,
-                  minibatch: bool) -> None:
+def set_rng_state(state: dict[str, Any], sampler: Sampler, path: Path) -> None:
     """Restore `rng_state`, also from a checkpoint written on another device or GPU count.
 
     Only what a continuation needs must carry over: on a CPU a GPU's generator is never
@@ -78,9 +81,9 @@ def set_rng_state(state: dict[str, Any], sampler: torch.Generator, path: Path,
     torch.set_rng_state(state["torch"])
     _set_gpu_state(state.get("cuda"), sampler.device, path)
     try:
-        sampler.set_state(state["sampler"])
+        sampler.load_state_dict(state)
     except RuntimeError:
-        if minibatch:
+        if not sampler.full_batch:
             raise GrokError(
                 f"checkpoint {path} holds the minibatch sampler state of another kind of "
                 f"device than {sampler.device.type}: resume on the device it was written on, "

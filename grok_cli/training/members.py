@@ -31,6 +31,7 @@ from grok_cli.runfolder import last_checkpoint
 from grok_cli.tasks import Split, TaskData, build_task
 from grok_cli.threads import apply_threads
 from grok_cli.training.device import accelerate, resolve_device, rng_state
+from grok_cli.training.sampling import build_sampler, build_train_metrics
 
 
 @dataclass
@@ -67,14 +68,28 @@ def build_member(cfg: DictConfig, run_dir: Path) -> Member:
     """The one builder of a run: seed, data, model, threads, alpha, device, in this order (the
     order of RNG use a checkpoint's resume and a batched member's init both rely on)."""
     device = resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    task = build_task(cfg, device)
-    model = build_model(cfg.model, task)
+    task, model = build_task_and_model(cfg, device)
     apply_threads(cfg.get("threads", "auto"), model, device)
     rescale(model, cfg.alpha)
     model.to(device).train()
     return Member(cfg, run_dir, task, model, Outcome("completed", task, str(device),
                                                      extra={"stopped_early": False}))
+
+
+def build_task_and_model(cfg: DictConfig, device: torch.device) -> tuple[TaskData, nn.Module]:
+    """The seed's task and model, in the order of random draws every run uses: the model's
+    init from the seed, then (`task.split_seed=global`) the split from the global generator
+    where the init left it, as Grokfast's main.py; a split of its own draws from its own."""
+    torch.manual_seed(cfg.seed)
+    global_split = cfg.task.get("split_seed") == "global"
+    start = torch.get_rng_state()
+    task = build_task(cfg, device)
+    if global_split:  # this one only sizes the model; its split is drawn again after it
+        torch.set_rng_state(start)
+    model = build_model(cfg.model, task)
+    if global_split:
+        task = build_task(cfg, device)
+    return task, model
 
 
 class Members:
@@ -84,9 +99,14 @@ class Members:
     def __init__(self, members: list[Member]) -> None:
         self.all, self.cfg = members, members[0].cfg
         device = members[0].task.train.y.device
-        # One minibatch sampler per member, seeded as the run: a resume replays its draws.
-        self.samplers = [torch.Generator(device).manual_seed(m.cfg.seed) for m in members]
-        self.init_rng = [rng_state(g) for g in self.samplers]  # after init, as a run keeps it
+        # One minibatch sampler per member (sampling=), built right after its init (a
+        # `generator: global` one continues torch's stream from there): a resume replays it.
+        self.samplers = [build_sampler(m.cfg, len(m.task.train), device) for m in members]
+        self.init_rng = [rng_state(s) for s in self.samplers]  # after init, as a run keeps it
+        # train_metrics=epoch: a single run's train rows from its epoch's minibatches (K > 1
+        # trains full batch, whose training forward already sees the whole split).
+        epoch_metrics = build_train_metrics(self.cfg, self.samplers[0])
+        self.epoch_metrics = None if len(members) > 1 or members[0].model.noisy else epoch_metrics
         if len(members) == 1:
             self.module = members[0].model
             accelerate(self.module, self.cfg, device)
@@ -118,8 +138,7 @@ class Members:
 
     @property
     def full_batch(self) -> bool:
-        cfg = self.cfg
-        return cfg.batch_size is None or cfg.batch_size >= len(self.all[0].task.train)
+        return self.samplers[0].full_batch
 
     def named_parameters(self) -> Any:
         """Stacked for K > 1 under each member's own names (grokfast filters them alike)."""
@@ -131,10 +150,8 @@ class Members:
         if self.batched:
             return self.stacked_train
         train = self.all[0].task.train
-        if self.full_batch:
-            return train
-        return train.subset(torch.randint(len(train), (self.cfg.batch_size,),
-                                          generator=self.samplers[0], device=train.y.device))
+        indices = self.samplers[0].indices()
+        return train if indices is None else train.subset(indices)
 
     def per_member(self, fn: Callable[..., torch.Tensor], logits: torch.Tensor, batch: Split
                    ) -> torch.Tensor:

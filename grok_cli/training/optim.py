@@ -1,7 +1,10 @@
 """Optimizers of the `optimizer` config group (one file each: training/optimizers/), with the
 shared linear warmup, cosine decay and ⊥Grad.
 
-The learning rate (nanoGPT's schedule): linear warmup to `lr` over `warmup_steps`, then, with
+The learning rate (nanoGPT's schedule): linear warmup to `lr` over `warmup_steps` (the factor
+at 0-based step s is (s + 1) / warmup_steps, so the first update already moves; with
+`warmup_from_zero` it is s / warmup_steps, Grokfast's LambdaLR `update / 10`, whose first
+update has lr 0 but still feeds Adam's moments and the gradient filter), then, with
 `decay_steps` set, a half cosine down to `min_lr` at step `decay_steps`, and `min_lr` after, so
 raising `steps` to continue a run keeps a well-defined schedule.
 
@@ -74,6 +77,10 @@ def _lr_factor(cfg: DictConfig) -> Callable[[int], float]:
     """The multiplier of `lr` at each 0-based step, from the checked schedule keys."""
     warmup, decay, min_lr = (cfg.get("warmup_steps", 0), cfg.get("decay_steps"),
                              cfg.get("min_lr", 0.0))
+    from_zero = cfg.get("warmup_from_zero", False)
+    check(isinstance(from_zero, bool), "optimizer.warmup_from_zero", from_zero,
+          "true (factor step / warmup_steps: the first update has lr 0) or false "
+          "((step + 1) / warmup_steps)")
     check(is_int(warmup) and warmup >= 0, "optimizer.warmup_steps", warmup,
           "an integer >= 0")
     check(decay is None or (is_int(decay) and decay > warmup), "optimizer.decay_steps", decay,
@@ -84,7 +91,7 @@ def _lr_factor(cfg: DictConfig) -> Callable[[int], float]:
 
     def factor(step: int) -> float:
         if step < warmup:
-            return (step + 1) / warmup
+            return (step if from_zero else step + 1) / warmup
         if decay is None:
             return 1.0
         done = min(1.0, (step - warmup) / (decay - warmup))

@@ -120,9 +120,10 @@ class Session:
     def task(self) -> Any:
         return self.members.all[0].task
 
-    def save(self, step: int, elapsed_s: float, rngs: list[dict[str, Any]],
+    def save(self, step: int, elapsed_s: float, replays: list[dict[str, Any]],
              keep: Sequence[bool]) -> None:
-        """Each live member's checkpoints/last.pt, in a single run's format."""
+        """Each live member's checkpoints/last.pt, in a single run's format; `replays`: what
+        `_replays` took before the step's draws."""
         for k, member in enumerate(self.members.all):
             if not member.live or not keep[k]:
                 continue
@@ -132,7 +133,7 @@ class Session:
                 member.runlog.metrics.record_before(step),
                 model=self.members.own_model(k).state_dict(),
                 optimizer=self.members.optimizer_state(self.optimizer, k),
-                schedule=self.schedule.state_dict(), rng=rngs[k],
+                schedule=self.schedule.state_dict(), **replays[k],
                 **{key: state for key, state in states.items() if state is not None}))
 
     def restore(self) -> None:
@@ -142,8 +143,9 @@ class Session:
         member.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
-        set_rng_state(state["rng"], self.members.samplers[0], member.ckpt_path,
-                      minibatch=not self.members.full_batch)
+        set_rng_state(state["rng"], self.members.samplers[0], member.ckpt_path)
+        if self.members.epoch_metrics and "train_metrics" in state:
+            self.members.epoch_metrics.load_state_dict(state["train_metrics"])
         self.start, self.elapsed_before = state["step"], state["elapsed_s"]
         self.metrics_record = state.get("metrics")  # None: written before it was kept
         self.saved = state
@@ -215,7 +217,7 @@ def train_members(s: Session, stop: StopSignals) -> None:
         if stop.signum is not None:
             # A step boundary: the state after `step` updates and the RNG before its draws,
             # so a resume from here replays exactly. A non-finite state is not kept.
-            s.save(step, s.elapsed_before + time.perf_counter() - began, _rngs(members),
+            s.save(step, s.elapsed_before + time.perf_counter() - began, _replays(members),
                    (~nonfinite).reshape(-1).tolist())
             for member in members.all:
                 if member.live:
@@ -226,7 +228,7 @@ def train_members(s: Session, stop: StopSignals) -> None:
         evaluating = is_eval_step(cfg, step)
         if evaluating:
             # Taken before this step's sampling, so a resume from here replays it exactly.
-            rngs = _rngs(members)
+            replays = _replays(members)
         batch = members.batch()  # the one place a minibatch is drawn
         logits = members.forward(batch.x, batch.mask)
         loss = members.per_member(lambda out, y, _: s.loss_fn(out, y), logits, batch)
@@ -238,9 +240,10 @@ def train_members(s: Session, stop: StopSignals) -> None:
                 right = members.per_member(
                     lambda out, y, group: correct_counts(out, y, group, n_groups), logits, batch)
                 train_stats = (loss.detach(), right)
-            else:
-                train_stats = evaluate(members.forward_shared, train_split, cfg.eval_batch_size,
-                                       s.loss_fn, n_groups)
+            else:  # train_metrics=epoch: the epoch's minibatches when exactly one has passed
+                epoch = members.epoch_metrics and members.epoch_metrics.take()
+                train_stats = epoch or evaluate(members.forward_shared, train_split,
+                                                cfg.eval_batch_size, s.loss_fn, n_groups)
             test_stats = evaluate(members.forward_shared, test_split, cfg.eval_batch_size,
                                   s.loss_fn, n_groups)
             members.train(True)
@@ -260,13 +263,16 @@ def train_members(s: Session, stop: StopSignals) -> None:
                 break
             stopped = any([lever.should_stop(members, rows) for lever in s.levers])
             if is_ckpt_step(cfg, step) or stopped:
-                s.save(step, rows[0]["elapsed_s"], rngs, [True] * len(members))
+                s.save(step, rows[0]["elapsed_s"], replays, [True] * len(members))
             for lever in s.levers:
                 lever.after_eval(members, step)
             if stopped:
                 break
         if step == cfg.steps:
             break
+        if members.epoch_metrics:  # device tensors: no host sync
+            members.epoch_metrics.add(loss.detach(), correct_counts(
+                logits, batch.y, batch.group, n_groups), len(batch), members.samplers[0].epoch)
         s.optimizer.zero_grad(set_to_none=True)
         objective = loss.sum() if members.batched else loss
         (objective + sum(lever.extra_loss(members) for lever in extra_loss)).backward()
@@ -284,10 +290,16 @@ def _acting(levers: list[Lever], hook: str) -> list[Lever]:
     return [lever for lever in levers if getattr(type(lever), hook) is not getattr(Lever, hook)]
 
 
-def _rngs(members: Members) -> list[dict[str, Any]]:
-    """Each member's random state for its checkpoint: a single run's now; a batched member's
-    from after its init (full batch, no dropout: nothing draws from it)."""
-    return [rng_state(members.samplers[0])] if not members.batched else members.init_rng
+def _replays(members: Members) -> list[dict[str, Any]]:
+    """What each member's checkpoint needs to replay the step ahead: its random state (a
+    single run's now; a batched member's from after its init: full batch, no dropout, nothing
+    draws from it) and, with train_metrics=epoch, the minibatch sums its next evaluation reads."""
+    if members.batched:
+        return [{"rng": rng} for rng in members.init_rng]
+    replay = {"rng": rng_state(members.samplers[0])}
+    if members.epoch_metrics:
+        replay["train_metrics"] = members.epoch_metrics.state_dict()
+    return [replay]
 
 
 def _show_bar(cfg: DictConfig) -> bool:
