@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from grok_cli.training.sampling import build_sampler
 from grok_cli.training.members import build_task_and_model
+from grok_cli.training.sampling import build_sampler
 
 CPU = torch.device("cpu")
 
