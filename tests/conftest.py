@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -174,3 +175,14 @@ def read_rows(path: Path) -> list[dict[str, str]]:
     """A CSV the commands write (metrics.csv, summary.csv, an analysis table), as text rows."""
     with Path(path).open(newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def wait_for_step(run, step, proc):
+    """Until a real `grok run` process has written the metrics row of `step`."""
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        rows = read_rows(run / "metrics.csv") if (run / "metrics.csv").exists() else []
+        if rows and int(rows[-1]["step"]) >= step:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the run never reached step {step}")

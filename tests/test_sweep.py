@@ -248,8 +248,7 @@ def test_sigterm_ends_a_sweep_with_its_table_and_the_same_command_continues(tmp_
     import subprocess
     import time
 
-    from conftest import grok_command, grok_env
-    from test_run_cli import wait_for_step
+    from conftest import grok_command, grok_env, wait_for_step
 
     sweep_dir = tmp_path / "grid"
     args = ["sweep", *SMALL, "steps=100000", "ckpt_every=50", "train_size=100,200",
