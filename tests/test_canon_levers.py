@@ -232,6 +232,31 @@ def test_old_checkpoints_without_the_new_keys_still_resume(run_cfg, tmp_path):
             load_checkpoint(path, run_cfg(*old, changed))
 
 
+
+def test_a_folder_recorded_before_a_whole_group_existed_continues(run_cfg, tmp_path):
+    """A run folder whose record and checkpoint predate the `sampling` group and
+    `optimizer.warmup_from_zero` continues (both sides compared at the defaults), and an
+    analysis holding such a record against a new snapshot sees the same run."""
+    from omegaconf import OmegaConf
+
+    from grok_cli.training.checkpoint import check_identity, identity
+
+    args = [*TINY_RUN, "batch_size=16", "eval_every=10"]
+    run_experiment(run_cfg(*args, "steps=10"), tmp_path)
+    record = tmp_path / ".hydra" / "config.yaml"
+    old = OmegaConf.load(record)
+    del old["sampling"], old["optimizer"]["warmup_from_zero"]
+    OmegaConf.save(old, record)
+    path = tmp_path / "checkpoints" / "last.pt"
+    state = torch.load(path, weights_only=True)
+    del state["identity"]["sampling"], state["identity"]["optimizer"]["warmup_from_zero"]
+    save_checkpoint(path, state)
+    assert run_experiment(run_cfg(*args, "steps=20"), tmp_path) == "completed"
+    assert [r["step"] for r in read_rows(tmp_path / "metrics.csv")] == [0, 10, 20]
+    check_identity(identity(run_cfg(*args)), old, path, where="snapshot")
+    with pytest.raises(GrokError, match="does not match this run: sampling"):
+        check_identity(identity(run_cfg(*args, "sampling=epoch")), old, path)
+
 BAD_VALUES = [
     ("task.format=text", "task.format"),
     ("task.nonzero_b=2", "task.nonzero_b"),

@@ -33,8 +33,11 @@ IDENTITY_KEYS = ("task", "model", "optimizer", "alpha", "weight_decay", "data_fr
 
 
 def identity(cfg: DictConfig) -> dict[str, Any]:
-    values = plain(cfg)  # without `_target_`: where code lives is no part of a run
-    return {**{key: values.get(key) for key in IDENTITY_KEYS},
+    """The identity keys `cfg` has (a run's record from before a key existed lacks it:
+    `check_identity` then compares it at its default), without `_target_`: where code lives
+    is no part of a run."""
+    values = plain(cfg)
+    return {**{key: values[key] for key in IDENTITY_KEYS if key in values},
             "precision": effective_precision(cfg)}
 
 
@@ -81,9 +84,12 @@ def check_identity(saved: dict[str, Any], cfg: DictConfig, path: Path,
                    where: str = "checkpoint", keys: tuple[str, ...] = IDENTITY_KEYS) -> None:
     """Refuse a checkpoint or snapshot written by a run of another config, naming the keys
     that differ (among `keys`)."""
+    # Either side may predate a key (an old checkpoint, or the old record `cfg` comes from in
+    # an analysis): each is compared at the default of what it lacks.
     current = identity(cfg)
-    saved = with_defaults(saved, current)  # older checkpoints lack newer keys
-    diff = differences({k: saved.get(k) for k in keys}, {k: current[k] for k in keys}, where)
+    saved, current = with_defaults(saved, current), with_defaults(current, saved)
+    diff = differences({k: saved.get(k) for k in keys}, {k: current.get(k) for k in keys},
+                       where)
     if diff:
         raise GrokError(f"{where} {path} does not match this run: {'; '.join(diff)}; use the "
                         "same config, or a new run folder")
