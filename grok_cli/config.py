@@ -188,10 +188,10 @@ def group_folders(extra: tuple[Path, ...] = ()) -> list[str]:
 
 def validate_run_config(cfg: DictConfig) -> None:
     """The whole run config, before anything is built: the top-level keys of conf/run.yaml,
-    then the model, task and optimizer groups, each by its own module's `check_config`
-    (registry.check), which their builders then trust. Checks that need the built task (the
-    model's positions against the input length, a decoder on a next-token task) stay with
-    the builders."""
+    then the model, task, optimizer and sampling groups (and `train_metrics`), each by its own
+    module's `check_config` (registry.check), which their builders then trust. Checks that need
+    the built task (the model's positions against the input length, a decoder on a next-token
+    task) stay with the builders."""
     _validate_top_level(cfg)
     from grok_cli import registry
     from grok_cli.training.optim import check_optimizer
@@ -199,6 +199,11 @@ def validate_run_config(cfg: DictConfig) -> None:
     registry.check("model", cfg.model)
     registry.check("task", cfg.task)
     check_optimizer(cfg.optimizer)
+    if "sampling" in cfg:
+        registry.check("sampling", cfg.sampling)
+        from grok_cli.training.sampling import check_train_metrics
+
+        check_train_metrics(cfg)
     check(is_number(cfg.weight_decay) and cfg.weight_decay >= 0, "weight_decay",
           cfg.weight_decay, "a number >= 0")
 

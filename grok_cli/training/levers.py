@@ -30,6 +30,11 @@ class Lever:
     def __init__(self, node: DictConfig, cfg: DictConfig) -> None:
         self.node, self.cfg = node, cfg
 
+    def acts(self, hook: str) -> bool:
+        """Whether the loop must call `hook` every step (asked once, after `start`): a lever
+        that does not override it, or has nothing to do this run, costs the step nothing."""
+        return getattr(type(self), hook) is not getattr(Lever, hook)
+
     def start(self, members: Members) -> None:
         """After the model is built (and before a resume restores `load_state_dict`)."""
 
@@ -88,9 +93,20 @@ class AuxiliaryLoss(Lever):
         if cfg.model.get("router_aux_loss_coef", 0):
             self.batched = "0 with launcher=batched (a vmapped forward keeps no router loss)"
 
+    def start(self, members: Members) -> None:
+        # K > 1: the stacked parameters have no module to keep it (refused above when set);
+        # a model without its own term (GrokModel's 0.0) adds nothing to any step.
+        from grok_cli.models.base import GrokModel
+
+        self.model = None if members.batched else members.module
+        self.active = (self.model is not None
+                       and type(self.model).auxiliary_loss is not GrokModel.auxiliary_loss)
+
+    def acts(self, hook: str) -> bool:
+        return hook == "extra_loss" and self.active
+
     def extra_loss(self, members: Members) -> torch.Tensor | float:
-        # K > 1: the stacked parameters have no module to keep it (refused above when set).
-        return 0.0 if members.batched else members.module.auxiliary_loss()
+        return self.model.auxiliary_loss()
 
 
 ALWAYS = (Snapshots, AuxiliaryLoss)

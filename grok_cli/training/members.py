@@ -26,12 +26,13 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from grok_cli.errors import check
 from grok_cli.models import build_model, l2_norm, l2_norm_of, rescale
 from grok_cli.runfolder import last_checkpoint
 from grok_cli.tasks import Split, TaskData, build_task
 from grok_cli.threads import apply_threads
 from grok_cli.training.device import accelerate, resolve_device, rng_state
-from grok_cli.training.sampling import build_sampler, build_train_metrics
+from grok_cli.training.sampling import Sampler, build_sampler, build_train_metrics
 
 
 @dataclass
@@ -53,6 +54,8 @@ class Member:
     task: TaskData
     model: nn.Module
     outcome: Outcome
+    sampler: Sampler  # its minibatches (sampling=)
+    init_rng: dict[str, Any]  # the random state right after its init, as its run keeps it
     runlog: Any = None  # trainer.RunLog, once the run is accepted
 
     @property
@@ -72,8 +75,12 @@ def build_member(cfg: DictConfig, run_dir: Path) -> Member:
     apply_threads(cfg.get("threads", "auto"), model, device)
     rescale(model, cfg.alpha)
     model.to(device).train()
+    # Built right after the init (a `generator: global` sampler continues torch's stream from
+    # there), and that state kept per member: a batched member's checkpoint is its own run's.
+    sampler = build_sampler(cfg, len(task.train), device)
     return Member(cfg, run_dir, task, model, Outcome("completed", task, str(device),
-                                                     extra={"stopped_early": False}))
+                                                     extra={"stopped_early": False}),
+                  sampler, rng_state(sampler))
 
 
 def build_task_and_model(cfg: DictConfig, device: torch.device) -> tuple[TaskData, nn.Module]:
@@ -99,14 +106,14 @@ class Members:
     def __init__(self, members: list[Member]) -> None:
         self.all, self.cfg = members, members[0].cfg
         device = members[0].task.train.y.device
-        # One minibatch sampler per member (sampling=), built right after its init (a
-        # `generator: global` one continues torch's stream from there): a resume replays it.
-        self.samplers = [build_sampler(m.cfg, len(m.task.train), device) for m in members]
-        self.init_rng = [rng_state(s) for s in self.samplers]  # after init, as a run keeps it
+        self.samplers = [m.sampler for m in members]
+        self.init_rng = [m.init_rng for m in members]
         # train_metrics=epoch: a single run's train rows from its epoch's minibatches (K > 1
-        # trains full batch, whose training forward already sees the whole split).
-        epoch_metrics = build_train_metrics(self.cfg, self.samplers[0])
-        self.epoch_metrics = None if len(members) > 1 or members[0].model.noisy else epoch_metrics
+        # trains full batch, whose training forward already sees the whole split: None).
+        self.epoch_metrics = build_train_metrics(self.cfg, self.samplers[0])
+        check(self.epoch_metrics is None or not members[0].model.noisy, "train_metrics",
+              "epoch", "split with a model whose training forward is noisy (dropout): its "
+              "minibatches' counts would not be the model's")
         if len(members) == 1:
             self.module = members[0].model
             accelerate(self.module, self.cfg, device)

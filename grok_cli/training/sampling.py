@@ -34,17 +34,27 @@ class Sampler:
     """One run's minibatch indices, step after step; `state_dict` is taken before a step's
     draws, so a checkpoint written there replays the step exactly."""
 
+    draws_on_device = False  # an own generator on the run's device (else the CPU's)
+
     def __init__(self, cfg: DictConfig, n: int, batch_size: int | None, seed: int,
                  device: torch.device) -> None:
-        check_choice("sampling.generator", cfg.generator, GENERATORS)
         self.n, self.device = n, device
         self.batch_size = None if batch_size is None or batch_size >= n else batch_size
         if cfg.generator == "own":
-            on = device if cfg.name == "replacement" else torch.device("cpu")
+            on = device if self.draws_on_device else torch.device("cpu")
             self.generator = torch.Generator(on).manual_seed(seed)
         else:  # the global stream's state now, after the model and the split were drawn
             self.generator = torch.Generator()
             self.generator.set_state(torch.get_rng_state())
+
+    def to_device(self, drawn: torch.Tensor) -> torch.Tensor:
+        """Indices drawn on the CPU, on the run's device without a host sync (a pinned copy,
+        non-blocking: a pageable copy to a GPU would wait for the queued steps)."""
+        if drawn.device == self.device:
+            return drawn
+        if self.device.type == "cuda":
+            drawn = drawn.pin_memory()
+        return drawn.to(self.device, non_blocking=True)
 
     @property
     def full_batch(self) -> bool:
@@ -63,24 +73,23 @@ class Sampler:
 
 
 class Replacement(Sampler):
+    draws_on_device = True
+
     def indices(self) -> torch.Tensor | None:
         if self.full_batch:
             return None
-        drawn = torch.randint(self.n, (self.batch_size,), generator=self.generator,
-                              device=self.generator.device)
-        return drawn.to(self.device)
+        return self.to_device(torch.randint(self.n, (self.batch_size,), generator=self.generator,
+                                            device=self.generator.device))
 
 
 class Epoch(Sampler):
     def __init__(self, cfg: DictConfig, n: int, batch_size: int | None, seed: int,
                  device: torch.device) -> None:
         super().__init__(cfg, n, batch_size, seed, device)
-        check(isinstance(cfg.drop_last, bool), "sampling.drop_last", cfg.drop_last,
-              "true (drop the short last batch of an epoch) or false (keep it)")
         self.drop_last = cfg.drop_last
-        check(not (self.drop_last and self.batch_size and n < self.batch_size), "batch_size",
-              batch_size, f"at most the training split ({n}) with sampling.drop_last=true")
-        self.order = torch.arange(n)  # the split's own order before the first reshuffle
+        # The split's own order before the first reshuffle, kept on the run's device: a step
+        # slices it there; only a reshuffle (once an epoch) copies a permutation over.
+        self.order = torch.arange(n, device=device)
         self.start = n  # the position in `order`; n: the next step begins an epoch
         self.epoch = 0  # reshuffles so far: the epoch of the last batch drawn
 
@@ -89,12 +98,13 @@ class Epoch(Sampler):
             return None
         end = self.start + self.batch_size
         if self.start >= self.n or (self.drop_last and end > self.n):
-            self.order = self.order[torch.randperm(self.n, generator=self.generator)]
+            self.order = self.order[self.to_device(torch.randperm(self.n,
+                                                                  generator=self.generator))]
             self.start, end = 0, self.batch_size
             self.epoch += 1
         batch = self.order[self.start:end]
         self.start = end
-        return batch.to(self.device)
+        return batch
 
     def state_dict(self) -> dict[str, Any]:
         # `order` is replaced, never changed in place, so the reference stays this state's.
@@ -103,7 +113,7 @@ class Epoch(Sampler):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.order, self.start = state["epoch_order"], state["epoch_start"]
+        self.order, self.start = state["epoch_order"].to(self.device), state["epoch_start"]
         self.epoch = state["epoch"]
 
 
@@ -148,15 +158,31 @@ class EpochMetrics:
         return stats
 
 
-def build_train_metrics(cfg: DictConfig, sampler: Sampler) -> EpochMetrics | None:
-    """The `train_metrics` key: split (None: the loop evaluates the whole training split) or
-    epoch (`EpochMetrics`, sampling=epoch only)."""
+def check_config(sampling: DictConfig) -> None:
+    """The sampling group alone, before anything is built (config.validate_run_config)."""
+    check_choice("sampling.generator", sampling.generator, GENERATORS)
+    if "drop_last" in sampling:
+        check(isinstance(sampling.drop_last, bool), "sampling.drop_last", sampling.drop_last,
+              "true (drop the short last batch of an epoch) or false (keep it)")
+
+
+def check_train_metrics(cfg: DictConfig) -> None:
+    """`train_metrics=epoch` needs batches that are whole epochs (sampling=epoch)."""
     mode = cfg.get("train_metrics", "split")
     check_choice("train_metrics", mode, ("split", "epoch"))
-    if mode == "split":
-        return None
-    check(isinstance(sampler, Epoch), "train_metrics", mode,
+    check(mode == "split" or cfg.sampling.get("name") == "epoch", "train_metrics", mode,
           "split with sampling=replacement (epoch needs sampling=epoch: every example once)")
+
+
+def build_train_metrics(cfg: DictConfig, sampler: Sampler) -> EpochMetrics | None:
+    """The `train_metrics` key: split (None: the loop evaluates the whole training split) or
+    epoch (`EpochMetrics` over an Epoch sampler's minibatches). A full-batch run needs none:
+    its training forward already sees the whole split."""
+    check_train_metrics(cfg)
+    if cfg.get("train_metrics", "split") == "split" or sampler.full_batch:
+        return None
+    check(isinstance(sampler, Epoch), "train_metrics", cfg.train_metrics,
+          "split with this sampler (epoch needs whole epochs of batches: sampling=epoch)")
     return EpochMetrics(sampler.n)
 
 
@@ -174,4 +200,5 @@ def epoch(cfg: DictConfig, n: int, batch_size: int | None, seed: int,
 
 def build_sampler(cfg: DictConfig, n: int, device: torch.device) -> Sampler:
     """The run config's sampler over a training split of `n` examples, built once."""
+    registry.check("sampling", cfg.sampling)  # as build_model does: callers that skipped it
     return registry.build("sampling", cfg.sampling, n, cfg.batch_size, cfg.seed, device)

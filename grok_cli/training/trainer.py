@@ -287,7 +287,7 @@ def train_members(s: Session, stop: StopSignals) -> None:
 
 
 def _acting(levers: list[Lever], hook: str) -> list[Lever]:
-    return [lever for lever in levers if getattr(type(lever), hook) is not getattr(Lever, hook)]
+    return [lever for lever in levers if lever.acts(hook)]
 
 
 def _replays(members: Members) -> list[dict[str, Any]]:
