@@ -188,3 +188,23 @@ def test_grokfast_protocol_resumes_to_the_same_rows(run_cfg, tmp_path):
             for name in ("straight", "part")}
     assert [row["step"] for row in rows["part"]] == ["0", "3", "6", "9", "12"]
     assert rows["part"] == rows["straight"]
+
+
+@pytest.mark.parametrize("extra, allowed", [
+    (["train_metrics=epoch"], "split with sampling=replacement"),
+    (["sampling=epoch", "train_metrics=epoch", "model.dropout=0.1"],
+     "split with a model whose training forward is noisy"),
+])
+def test_train_metrics_epoch_is_refused_where_it_cannot_count(tmp_path, extra, allowed):
+    """Without whole epochs of batches, or with dropout in the training forward, the epoch's
+    sums are not the model's accuracy: one line, exit 2, no folder left."""
+    from conftest import TINY, grok_here
+
+    run = tmp_path / "run"
+    result = grok_here("run", *TINY, "batch_size=16", *extra, f"hydra.run.dir={run}",
+                       cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert errors[0].startswith(f"error: train_metrics='epoch' is not allowed: {allowed}")
+    assert not run.exists()
