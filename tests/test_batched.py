@@ -97,19 +97,26 @@ def test_members_equal_their_unbatched_runs_in_float64(run_cfg, tmp_path):
     step 200, as between two unbatched runs on 1 vs 2 threads; float64 weights keep them
     small (the loss itself is still taken in float32, as in the trainer), which shows
     batching changes no arithmetic beyond rounding."""
+    cfgs = [run_cfg(*TINY, "steps=100", *member) for member in MEMBERS[1:]]
+    assert_members_equal_their_runs_in_float64(cfgs, tmp_path, (*LOSSES, "train_acc",
+                                                                "test_acc"))
+
+
+def assert_members_equal_their_runs_in_float64(cfgs, tmp_path, columns):
+    """Train `cfgs` batched and each alone, in float64; each member's columns equal its
+    own run's within 1e-5."""
     dtype = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
-        cfgs = [run_cfg(*TINY, "steps=100", *member) for member in MEMBERS[1:]]
-        dirs = [tmp_path / "b0", tmp_path / "b1"]
-        train_batched(cfgs, dirs)
+        dirs = [tmp_path / f"b{k}" for k in range(len(cfgs))]
+        assert train_batched(cfgs, dirs) == ["completed"] * len(cfgs)
         for k, cfg in enumerate(cfgs):
             unbatched(cfg, tmp_path / f"single{k}")
     finally:
         torch.set_default_dtype(dtype)
     for k in range(len(cfgs)):
         ma, mb = metric_arrays(dirs[k]), metric_arrays(tmp_path / f"single{k}")
-        for column in (*LOSSES, "train_acc", "test_acc"):
+        for column in columns:
             torch.testing.assert_close(ma[column], mb[column], rtol=0, atol=1e-5)
 
 

@@ -7,10 +7,9 @@ import re
 import pytest
 import torch
 from conftest import TINY
-from test_batched import MEMBERS, unbatched
+from test_batched import MEMBERS, assert_members_equal_their_runs_in_float64
 
 from grok_cli.errors import GrokError
-from grok_cli.runfolder.runs import metric_arrays
 from grok_cli.training.batched import check_batchable, train_batched
 
 
@@ -19,20 +18,9 @@ from grok_cli.training.batched import check_batchable, train_batched
 def test_batched_members_equal_their_unbatched_runs_with_a_lever(run_cfg, tmp_path, lever):
     """The loss per member and Grokfast's filters (elementwise on the stacked gradients) are
     exact for K > 1: in float64 each member equals its own run, as without a lever."""
-    dtype = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        cfgs = [run_cfg(*TINY, "steps=30", *lever, *member) for member in MEMBERS[1:]]
-        dirs = [tmp_path / "b0", tmp_path / "b1"]
-        assert train_batched(cfgs, dirs) == ["completed"] * 2
-        for k, cfg in enumerate(cfgs):
-            unbatched(cfg, tmp_path / f"single{k}")
-    finally:
-        torch.set_default_dtype(dtype)
-    for k in range(len(cfgs)):
-        ma, mb = metric_arrays(dirs[k]), metric_arrays(tmp_path / f"single{k}")
-        for column in ("train_loss", "test_loss", "l2_norm", "train_acc", "test_acc"):
-            torch.testing.assert_close(ma[column], mb[column], rtol=0, atol=1e-5)
+    cfgs = [run_cfg(*TINY, "steps=30", *lever, *member) for member in MEMBERS[1:]]
+    assert_members_equal_their_runs_in_float64(
+        cfgs, tmp_path, ("train_loss", "test_loss", "l2_norm", "train_acc", "test_acc"))
 
 
 def test_a_batched_grokfast_checkpoint_resumes_unbatched_exactly(run_cfg, tmp_path):
