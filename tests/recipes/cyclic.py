@@ -20,9 +20,9 @@ class Cyclic(Sampler):
     def indices(self) -> torch.Tensor | None:
         if self.full_batch:
             return None
-        batch = (self.start + torch.arange(self.batch_size)) % self.n
+        batch = (self.start + torch.arange(self.batch_size, device=self.device)) % self.n
         self.start = (self.start + self.batch_size) % self.n
-        return batch.to(self.device)
+        return batch
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "cyclic_start": self.start}
