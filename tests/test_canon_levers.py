@@ -304,3 +304,26 @@ def test_bad_values_of_new_keys_are_one_error_before_anything_is_written(run_cfg
         assert str(err.value) == ("grokfast.alpha=2 is not allowed: a number in [0, 1) "
                                   "(the EMA's momentum)")
 
+
+@pytest.mark.parametrize("group", ["loss", "grokfast", "logger", "tokenizer", "sampling"])
+def test_records_from_before_targets_build_each_choices_own_code(group, tmp_path):
+    """A run recorded before its group files named their code: its `name` picks the shipped
+    file's `_target_` (registry.target), and each choice has code of its own."""
+    from omegaconf import OmegaConf
+
+    from grok_cli import registry
+    from grok_cli.config import conf_dir, load_yaml, plain
+    from grok_cli.training.loggers import build_loggers
+    from grok_cli.training.losses import build_loss
+
+    files = [load_yaml(path) for path in sorted((conf_dir() / group).glob("*.yaml"))]
+    records = [OmegaConf.create(plain(file)) for file in files]  # without `_target_`
+    assert [registry.target(group, record) for record in records] == [f._target_ for f in files]
+    assert len({registry.resolve(group, file._target_) for file in files}) == len(files)
+    record = OmegaConf.create(plain(files[0]))
+    if group == "loss":  # conf/loss/cross_entropy.yaml
+        assert build_loss(record).__name__ == "cross_entropy"
+    if group == "grokfast":  # conf/grokfast/ema.yaml
+        assert type(build_grad_filter(record, tiny_model())).__name__ == "EMA"
+    if group == "logger":  # conf/logger/csv.yaml
+        assert build_loggers(OmegaConf.create({"logger": record}), tmp_path) == []

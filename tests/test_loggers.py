@@ -36,7 +36,7 @@ def test_csv_logger_adds_no_tracker(run_cfg, tmp_path):
 
 def test_unknown_logger_name_is_a_user_error(run_cfg, tmp_path):
     cfg = run_cfg("logger.name=mlflow")
-    with pytest.raises(GrokError, match="logger='mlflow'.*csv, tensorboard, wandb"):
+    with pytest.raises(GrokError, match="logger.name='mlflow'.*csv, tensorboard, wandb"):
         build_loggers(cfg, tmp_path)
 
 

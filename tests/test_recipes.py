@@ -1,13 +1,16 @@
-"""The design's recipes hold: a model, a task and an optimizer are each one new .py file plus
-its config file (tests/recipes/, not shipped), run through the real `grok run`; and a key added
-with a default to a group file keeps older checkpoints resuming (config.with_defaults)."""
+"""The design's recipes hold: a model, a task, an optimizer, a loss and a sampling choice are
+each one new .py file plus its config file (tests/recipes/, not shipped), run through the real
+`grok run`; and a key added with a default to a group file keeps older checkpoints resuming
+(config.with_defaults)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import TINY, grok_here, read_rows
 from hydra import compose, initialize_config_dir
 
@@ -42,6 +45,34 @@ def test_one_file_and_its_config_add_a_choice(tmp_path, choice):
     trained(run)
     recorded = (run / ".hydra" / "config.yaml").read_text()
     assert f"name: {choice[0].split('=')[1]}" in recorded
+
+
+MODADD = ["task.p=23", "task.train_split=0.75"]
+
+
+def test_a_loss_is_one_function_and_its_config(tmp_path):
+    """loss=smoothed trains, and is the loss the rows report: the same init as cross_entropy
+    (the same accuracy), another loss."""
+    runs = {loss: tmp_path / loss for loss in ("cross_entropy", "smoothed")}
+    for loss, run in runs.items():
+        grok_here("run", SEARCH, f"loss={loss}", *MODADD, *SMALL_GPT, *SHORT,
+                  f"hydra.run.dir={run}", cwd=tmp_path, check=True)
+    plain, smoothed = read_rows(runs["cross_entropy"] / "metrics.csv"), trained(runs["smoothed"])
+    assert smoothed[0]["train_acc"] == plain[0]["train_acc"]
+    assert smoothed[0]["train_loss"] != plain[0]["train_loss"]
+    assert "name: smoothed" in (runs["smoothed"] / ".hydra" / "config.yaml").read_text()
+
+
+def test_a_sampling_choice_is_one_sampler_and_its_config(tmp_path):
+    """sampling=cyclic trains, and its own state is in the checkpoint: 60 batches of 50 taken
+    in order leave it at 60 * 50 mod n."""
+    run = tmp_path / "run"
+    grok_here("run", SEARCH, "sampling=cyclic", "batch_size=50", *MODADD, *SMALL_GPT, *SHORT,
+              f"hydra.run.dir={run}", cwd=tmp_path, check=True)
+    trained(run)
+    n = json.loads((run / "summary.json").read_text())["n_train"]
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert (state["step"], state["rng"]["cyclic_start"]) == (60, 60 * 50 % n)
 
 
 def test_a_choice_no_file_holds_is_one_line(tmp_path):

@@ -1,4 +1,5 @@
-"""The `tokenizer` config group: bert-base-uncased, or a WordPiece vocabulary trained here.
+"""The `tokenizer` config group: bert-base-uncased (`bert`), a WordPiece vocabulary trained here
+(`wordpiece`), or the first that is available (`auto`).
 
 Every choice ends as a `tokenizers.Tokenizer` (the Rust backend that BertTokenizerFast wraps
 too) that adds `[CLS] … [SEP]` and neither truncates nor pads: the text task measures each
@@ -16,14 +17,14 @@ from omegaconf import DictConfig
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from tokenizers.trainers import WordPieceTrainer
 
-from grok_cli.errors import GrokError, check, check_choice
+from grok_cli import registry
+from grok_cli.errors import GrokError, check
 from grok_cli.hub import hub_reachable
 from grok_cli.io import write_text
 
 log = logging.getLogger("grok")
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]  # BERT's names and roles
-CHOICES = ("auto", "bert", "wordpiece")
 
 
 def fingerprint(tokenizer: Tokenizer) -> str:
@@ -40,23 +41,45 @@ def texts_hash(texts: Iterable[str]) -> str:
 
 
 def build_tokenizer(cfg: DictConfig, train_texts: Sequence[str], cache_dir: Path) -> Tokenizer:
-    """The tokenizer of `cfg` (the `tokenizer` group); `auto` logs which one it picked."""
-    check_choice("tokenizer.name", cfg.name, CHOICES)
-    if cfg.name == "wordpiece":
-        return train_wordpiece(train_texts, cfg.vocab_size, cfg.min_frequency, cache_dir)
-    bert = load_pretrained(cfg.name_or_path)
-    if bert is not None:
-        log.info("tokenizer: %s (pretrained, %d tokens)", cfg.name_or_path,
-                 bert.get_vocab_size())
-        return bert
-    if cfg.name == "bert":
+    """The tokenizer of `cfg` (the `tokenizer` group): the function its `_target_` names
+    (`auto`, `bert`, `wordpiece` below; for a record written before `_target_`, its name's)."""
+    registry.check("tokenizer", cfg)  # a shipped name goes with its own function
+    return registry.build("tokenizer", cfg, train_texts, cache_dir)
+
+
+def auto(cfg: DictConfig, train_texts: Sequence[str], cache_dir: Path) -> Tokenizer:
+    """tokenizer=auto: `bert` when it loads, else `wordpiece`; the log says which."""
+    tokenizer = pretrained(cfg.name_or_path)
+    if tokenizer is not None:
+        return tokenizer
+    log.info("tokenizer: %s is not available offline; training a WordPiece vocabulary "
+             "on the training texts instead (tokenizer=wordpiece)", cfg.name_or_path)
+    return wordpiece(cfg, train_texts, cache_dir)
+
+
+def bert(cfg: DictConfig, train_texts: Sequence[str], cache_dir: Path) -> Tokenizer:
+    """tokenizer=bert: the pretrained tokenizer `name_or_path`, or one error line."""
+    tokenizer = pretrained(cfg.name_or_path)
+    if tokenizer is None:
         raise GrokError(
             f"tokenizer.name_or_path={cfg.name_or_path!r} could not be loaded from a local "
             "folder, the HF cache or the hub (unreachable or unknown); point "
             "tokenizer.name_or_path at a saved tokenizer folder, or use tokenizer=wordpiece")
-    log.info("tokenizer: %s is not available offline; training a WordPiece vocabulary "
-             "on the training texts instead (tokenizer=wordpiece)", cfg.name_or_path)
+    return tokenizer
+
+
+def wordpiece(cfg: DictConfig, train_texts: Sequence[str], cache_dir: Path) -> Tokenizer:
+    """tokenizer=wordpiece: a vocabulary trained on the training texts."""
     return train_wordpiece(train_texts, cfg.vocab_size, cfg.min_frequency, cache_dir)
+
+
+def pretrained(name_or_path: str) -> Tokenizer | None:
+    """`load_pretrained`, logged when it loads."""
+    tokenizer = load_pretrained(name_or_path)
+    if tokenizer is not None:
+        log.info("tokenizer: %s (pretrained, %d tokens)", name_or_path,
+                 tokenizer.get_vocab_size())
+    return tokenizer
 
 
 def load_pretrained(name_or_path: str) -> Tokenizer | None:

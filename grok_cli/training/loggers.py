@@ -1,7 +1,8 @@
 """Experiment trackers fed one row per evaluation (metrics.csv itself is always written).
 
-`logger` config group: csv (nothing extra), tensorboard, wandb; its lever (`Loggers`) says
-which work for K > 1 members. Loggers are closed even when a run fails.
+`logger` config group, one lever each (it says whether it works for K > 1 members, and opens
+each run folder's trackers): csv (`Csv`: nothing extra), tensorboard (`TensorBoard`), wandb
+(`Wandb`). Loggers are closed even when a run fails.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from typing import Any, Protocol
 
 from omegaconf import DictConfig, OmegaConf
 
+from grok_cli import registry
+from grok_cli.config import check_name
 from grok_cli.errors import GrokError, check_choice
 from grok_cli.training.levers import Lever
-
-LOGGERS = ("csv", "tensorboard", "wandb")
 
 
 class Logger(Protocol):
@@ -24,28 +25,40 @@ class Logger(Protocol):
     def close(self) -> None: ...
 
 
-class Loggers(Lever):
-    """The `logger` group's lever: the trackers each run's log (trainer.RunLog) opens."""
+class Csv(Lever):
+    """logger=csv: metrics.csv only, no tracker."""
 
     def __init__(self, node: DictConfig, cfg: DictConfig) -> None:
         super().__init__(node, cfg)
-        check_choice("logger", node.name, LOGGERS)
-        if node.name == "wandb":
-            self.batched = ("csv or tensorboard with launcher=batched (W&B keeps one run per "
-                            "process)")
+        check_name("logger", node)
+
+    def open(self, run_dir: Path) -> list[Logger]:
+        """The trackers of one run folder (trainer.RunLog's)."""
+        return []
+
+
+class TensorBoard(Csv):
+    """logger=tensorboard: event files in <run folder>/<logger.subdir>."""
+
+    def open(self, run_dir: Path) -> list[Logger]:
+        return [TensorBoardLogger(run_dir / self.node.subdir)]
+
+
+class Wandb(Csv):
+    """logger=wandb: a W&B run per run folder."""
+
+    batched = "csv or tensorboard with launcher=batched (W&B keeps one run per process)"
+
+    def open(self, run_dir: Path) -> list[Logger]:
+        return [WandbLogger(self.node, self.cfg, run_dir)]
 
 
 def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Logger]:
-    """The trackers named by `cfg.logger` (none for the csv-only default)."""
-    logger_cfg = cfg.get("logger")
-    if logger_cfg is None:  # a config from before the logger group: csv only
+    """The trackers the `cfg.logger` choice opens in `run_dir` (none for the csv default)."""
+    node = cfg.get("logger")
+    if node is None:  # a config from before the logger group: csv only
         return []
-    check_choice("logger", logger_cfg.name, LOGGERS)
-    if logger_cfg.name == "tensorboard":
-        return [TensorBoardLogger(run_dir / logger_cfg.subdir)]
-    if logger_cfg.name == "wandb":
-        return [WandbLogger(logger_cfg, cfg, run_dir)]
-    return []
+    return registry.resolve("logger", registry.target("logger", node))(node, cfg).open(run_dir)
 
 
 class TensorBoardLogger:

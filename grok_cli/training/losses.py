@@ -17,7 +17,6 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from grok_cli import registry
-from grok_cli.errors import check, check_choice
 
 Loss = Callable[..., torch.Tensor]  # (logits [N, C], labels [N], reduction="mean") -> loss
 
@@ -53,20 +52,9 @@ def mse(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> 
     return per_sample.sum() if reduction == "sum" else per_sample.mean()
 
 
-stablemax_cross_entropy.name = "stablemax"  # type: ignore[attr-defined]
-# A config node written before `_target_`: its name picks the function.
-LOSSES: dict[str, Loss] = {"cross_entropy": cross_entropy, "stablemax": stablemax_cross_entropy,
-                           "mse": mse}
-
-
 def build_loss(cfg: DictConfig) -> Loss:
-    """The loss function of the `loss` config group (cfg.loss): its `_target_`, a function
-    (logits, labels, reduction="mean") applied to each member's own rows. Its `name` (what
-    records and presets read) must be the function's own (`fn.name`, else `fn.__name__`)."""
-    if "_target_" not in cfg:
-        check_choice("loss.name", cfg.name, LOSSES)
-        return LOSSES[cfg.name]
-    fn = registry.resolve("loss", cfg._target_)
-    own = getattr(fn, "name", getattr(fn, "__name__", None))
-    check(cfg.name == own, "loss.name", cfg.name, f"{own!r}, the name of loss._target_'s function")
-    return fn
+    """The loss function of the `loss` config group (cfg.loss): the function its `_target_`
+    names, (logits, labels, reduction="mean") applied to each member's own rows; for a record
+    written before `_target_`, its name's (registry.target)."""
+    registry.check("loss", cfg)  # a shipped name goes with its own function
+    return registry.resolve("loss", registry.target("loss", cfg))
