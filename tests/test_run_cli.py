@@ -17,8 +17,8 @@ from grok_cli.errors import GrokError
 from grok_cli.runfolder.metrics import COLUMNS, first_step, read_metrics
 from grok_cli.runfolder.runs import Run
 from grok_cli.runfolder.sweep import find_job_dirs
+from grok_cli.training.evaluation import metrics_rows
 from grok_cli.training.run import run_experiment
-from grok_cli.training.trainer import metrics_rows
 
 
 def test_run_writes_a_complete_run_folder(tmp_path):

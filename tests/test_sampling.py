@@ -133,9 +133,9 @@ def test_train_metrics_epoch_counts_the_epochs_batches_before_their_updates(run_
     import torch.nn.functional as F
     from conftest import read_rows
 
+    from grok_cli.training.evaluation import correct_counts, evaluate
     from grok_cli.training.optim import build_optimizer
     from grok_cli.training.run import run_experiment
-    from grok_cli.training.trainer import correct_counts, evaluate
 
     args = ("experiment=grokfast_mul97", "task.p=23", "batch_size=100", "eval_every=3",
             "ckpt_every=3", "steps=4", "progress=log")  # 253 examples: epochs of 100, 100, 53

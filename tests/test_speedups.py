@@ -14,8 +14,9 @@ from grok_cli.models import build_model, gpt, rescale
 from grok_cli.models.gpt import build_gpt
 from grok_cli.tasks import build_task
 from grok_cli.training import optim
+from grok_cli.training.device import accelerate
 from grok_cli.training.run import run_experiment
-from grok_cli.training.trainer import accelerate, train
+from grok_cli.training.trainer import train
 
 
 def logits_and_grads(model, forward, y):

@@ -27,7 +27,7 @@ from grok_cli.errors import GrokError, check
 from grok_cli.runfolder import last_checkpoint
 from grok_cli.runfolder.record import RunFolder
 from grok_cli.tasks import padded
-from grok_cli.training.device import check_device
+from grok_cli.training.device import resolve_device
 from grok_cli.training.levers import build_levers, unbatched
 from grok_cli.training.losses import build_loss
 from grok_cli.training.members import Member, build_member
@@ -120,7 +120,7 @@ def _build(cfg: DictConfig, run_dir: Path) -> Member:
     """A member built exactly as its unbatched run (same seed, same order of RNG use) and
     accepted into its folder."""
     validate_run_config(cfg)
-    check_device(cfg.device)
+    resolve_device(cfg.device)  # refused in one line when it is not there
     member = build_member(cfg, run_dir)
     member.runlog = RunLog(cfg, run_dir, member.task.group_names)
     accept(cfg, run_dir, member.runlog, start=0)

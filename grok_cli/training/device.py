@@ -32,10 +32,6 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def check_device(name: str) -> None:
-    resolve_device(name)
-
-
 def effective_precision(cfg: DictConfig) -> str:
     """The precision the numbers are computed in: `precision=bf16` acts on CUDA only."""
     precision = cfg.get("precision", "fp32")

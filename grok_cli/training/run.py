@@ -20,7 +20,7 @@ from grok_cli.runfolder.metrics import read_metrics
 from grok_cli.runfolder.record import RunFolder
 from grok_cli.runfolder.summary import has_summary, read_summary, summarize, write_summary
 from grok_cli.training.checkpoint import load_checkpoint
-from grok_cli.training.device import check_device
+from grok_cli.training.device import resolve_device
 from grok_cli.training.signals import Interrupted, StopSignals, continue_command, signal_name
 from grok_cli.training.trainer import Outcome, train
 
@@ -72,7 +72,7 @@ def _run_claimed(cfg: DictConfig, folder: RunFolder, stop: StopSignals, isolate:
         if cfg.resume and _already_completed(run_dir, cfg):
             log.info("run already completed: %s", run_dir)
             return "completed"
-        check_device(cfg.device)
+        resolve_device(cfg.device)  # refused here, in one line, when it is not there
         outcome = train(cfg, run_dir, stop)
     except (Exception, Interrupted) as caught:
         err = as_fault(caught, run_dir)

@@ -26,13 +26,12 @@ from grok_cli.runfolder.checkpoints import save_checkpoint
 from grok_cli.runfolder.metrics import MetricsLog, metric_columns
 from grok_cli.runfolder.record import RunFolder
 from grok_cli.training.checkpoint import check_record, checkpoint_state, load_checkpoint
-from grok_cli.training.device import accelerate, rng_state, set_rng_state
+from grok_cli.training.device import rng_state, set_rng_state
 from grok_cli.training.evaluation import (
     correct_counts,
     evaluate,
     finite,
     metrics_rows,
-    split_sums,
 )
 from grok_cli.training.levers import Lever, build_levers
 from grok_cli.training.loggers import build_loggers
@@ -40,9 +39,6 @@ from grok_cli.training.losses import Loss, build_loss
 from grok_cli.training.members import Member, Members, Outcome, build_member
 from grok_cli.training.optim import build_optimizer
 from grok_cli.training.signals import StopSignals, signal_name
-
-__all__ = ["Outcome", "accelerate", "correct_counts", "evaluate", "metrics_rows", "split_sums",
-           "train", "build_session", "train_members"]
 
 log = logging.getLogger("grok")
 progress_log = logging.getLogger("grok.progress")

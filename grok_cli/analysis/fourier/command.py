@@ -34,7 +34,7 @@ from grok_cli.tasks import TaskData, build_task
 from grok_cli.tasks.modadd import equations
 from grok_cli.threads import apply_threads, check_threads
 from grok_cli.training.checkpoint import IDENTITY_KEYS, check_identity
-from grok_cli.training.device import check_device, resolve_device
+from grok_cli.training.device import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +91,9 @@ def read_settings(cfg: DictConfig) -> Settings:
     check(is_number(cfg.key_threshold) and 0 < cfg.key_threshold < 1, "key_threshold",
           cfg.key_threshold, "a share strictly between 0 and 1")
     check(isinstance(cfg.plots, bool), "plots", cfg.plots, "true or false")
-    check_device(str(cfg.device))
+    device = resolve_device(str(cfg.device))  # refused in one line when it is not there
     check_threads(cfg.threads)
-    return Settings(key_freqs, float(cfg.key_threshold), resolve_device(str(cfg.device)),
+    return Settings(key_freqs, float(cfg.key_threshold), device,
                     cfg.plots, cfg.threads)
 
 
