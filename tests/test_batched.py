@@ -185,6 +185,9 @@ def test_batched_refuses_what_it_cannot_honour_before_any_job_folder(tmp_path):
     ([["compile=true"]], "compile=true is not allowed: false with launcher=batched"),
     ([["logger=wandb"]], "logger='wandb' is not allowed: csv or tensorboard with launcher=batched"),
     ([["optimizer.lr=0.01"], ["optimizer.lr=0.02"]], "these differ too: optimizer"),
+    # the members share one test split; a global split is another for each seed
+    ([["task.split_seed=global", "seed=0"], ["task.split_seed=global", "seed=1"]],
+     "task.split_seed='global' is not allowed: a fixed split with launcher=batched over seeds"),
 ])
 def test_batched_refuses_what_it_cannot_honour(run_cfg, members, message):
     with pytest.raises(GrokError, match=re.escape(message)):

@@ -152,11 +152,37 @@ def test_gpt2_grokfast_block_is_grokfasts_decoder(run_cfg):
     for p in model.parameters():  # LayerNorms away from 1 and 0, so a misplaced one shows
         p.data.add_(0.3 * torch.randn_like(p))
     x = task.test.x[:6]
-    with torch.no_grad():  # evaluation: the answer-position path
-        torch.testing.assert_close(model(x), grokfast_decoder_logits(model.lm, x),
-                                   rtol=1e-10, atol=1e-10)
-    torch.testing.assert_close(model(x).detach(), grokfast_decoder_logits(model.lm, x),
-                               rtol=1e-10, atol=1e-10)  # training: the whole HF transformer
+    theirs = grokfast_decoder_logits(model.lm, x)
+    torch.testing.assert_close(model(x), theirs, rtol=1e-10, atol=1e-10)  # the answer path
+    whole = model(x, torch.ones_like(x))  # with a mask: the whole HF transformer
+    torch.testing.assert_close(whole, theirs, rtol=1e-10, atol=1e-10)
+
+
+def test_gpt2_answer_path_trains_with_the_whole_transformers_gradient(run_cfg):
+    """Training takes the answer path too (the last block at the last position only): the
+    loss reads that position alone, so every parameter's gradient is the whole forward's."""
+    torch.manual_seed(0)
+    cfg = run_cfg("experiment=grokfast_mul97", "task.p=23")
+    task = build_task(cfg)
+    model = build_model(cfg.model, task).double()
+    x, y = task.train.x[:32], task.train.y[:32]
+
+    def gradients(*mask):
+        model.zero_grad()
+        torch.nn.functional.cross_entropy(model(x, *mask), y).backward()
+        return {name: p.grad.clone() for name, p in model.named_parameters()}
+
+    answer, whole = gradients(), gradients(torch.ones_like(x))
+    assert answer.keys() == whole.keys()
+    for name in whole:
+        torch.testing.assert_close(answer[name], whole[name], rtol=1e-9, atol=1e-12, msg=name)
+    seen = []  # and it is the answer path: the last MLP sees one position per example
+    model.lm.transformer.h[-1].mlp.register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    model(x)
+    assert seen == [(32, 1, cfg.model.hidden_size)]
+    dropout = build_model(run_cfg("experiment=grokfast_mul97", "task.p=23",
+                                  "model.dropout=0.1").model, task)
+    assert not dropout.answer_path  # its block is random in training: the whole way
 
 
 def test_onehot_mlp_reads_one_hot_operands_without_biases(run_cfg):

@@ -59,6 +59,10 @@ def check_batchable(cfgs: list[DictConfig]) -> None:
               f"members that differ only in {', '.join(MEMBER_KEYS)} (these differ too: "
               f"{', '.join(differing)}); use launcher=basic")
     cfg = cfgs[0]
+    seeds = {c.seed for c in cfgs}
+    check(cfg.task.get("split_seed") != "global" or len(seeds) == 1, "task.split_seed",
+          "global", "a fixed split with launcher=batched over seeds (the members share one "
+          "test split; a global split follows each seed); use launcher=basic")
     check(cfg.batch_size is None, "launcher", "batched",
           f"full-batch runs (batch_size=null, got {cfg.batch_size}); use launcher=basic")
     check(cfg.model.get("dropout", 0) == 0, "launcher", "batched",
