@@ -71,6 +71,8 @@ def test_nanda_p113_is_nanda_et_al(run_cfg):
     assert (cfg.optimizer.name, cfg.optimizer.lr, list(cfg.optimizer.betas)) == (
         "adamw", 1e-3, [0.9, 0.98])
     assert (cfg.weight_decay, cfg.batch_size) == (1.0, None)
+    # their LambdaLR(lambda step: min(step / 10, 1)): the first update has lr 0
+    assert (cfg.optimizer.warmup_steps, cfg.optimizer.warmup_from_zero) == (10, True)
 
 
 def test_stablemax_presets_are_prieto_et_al(run_cfg):
