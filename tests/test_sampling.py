@@ -47,6 +47,17 @@ def test_epoch_drop_last_skips_the_short_batch(run_cfg):
     assert sampler(run_cfg, "sampling=epoch", "batch_size=5000").indices() is None  # full
 
 
+def test_epoch_without_shuffle_cycles_the_split_in_its_order(run_cfg):
+    """shuffle=false: the Critical Data Size text loop's cycled DataLoader (no shuffle): 10
+    examples in 4s are [0-3], [4-7], [8, 9] and again, or without the short one."""
+    ours = sampler(run_cfg, "sampling=epoch", "sampling.shuffle=false", "batch_size=4", n=10)
+    kept = [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert [ours.indices().tolist() for _ in range(6)] == kept * 2
+    ours = sampler(run_cfg, "sampling=epoch", "sampling.shuffle=false",
+                   "sampling.drop_last=true", "batch_size=4", n=10)
+    assert [ours.indices().tolist() for _ in range(4)] == kept[:2] * 2
+
+
 def test_epoch_resume_mid_epoch_continues_the_same_permutation(run_cfg):
     args = ("sampling=epoch", "batch_size=512")
     straight = sampler(run_cfg, *args)
@@ -111,6 +122,7 @@ def test_global_split_is_their_randperm_after_their_decoder(run_cfg):
 
 
 @pytest.mark.parametrize("key, value", [("sampling.drop_last", "3"),
+                                        ("sampling.shuffle", "maybe"),
                                         ("sampling.generator", "mine"),
                                         ("task.split_seed", "always"),
                                         ("optimizer.warmup_from_zero", "2")])

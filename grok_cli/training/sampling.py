@@ -5,7 +5,9 @@
 reshuffled once per epoch and cut into consecutive batches of `batch_size`, so every example
 is seen exactly once per epoch; the last batch is short unless `drop_last` (4,656 examples in
 512s: 9 × 512 + 48). Each epoch's permutation reorders the previous epoch's order, as
-Grokfast's main.py does (`train_data = train_data[:, torch.randperm(n)]`).
+Grokfast's main.py does (`train_data = train_data[:, torch.randperm(n)]`). With
+`shuffle: false` every epoch takes the split in its own order (a DataLoader without shuffle,
+cycled: the Critical Data Size code's text loop), and nothing is drawn.
 
 `generator`: `own` draws from a generator of the sampler's own seeded with `seed` (on the
 run's device for `replacement`); `global` continues torch's global CPU generator from where
@@ -86,7 +88,7 @@ class Epoch(Sampler):
     def __init__(self, cfg: DictConfig, n: int, batch_size: int | None, seed: int,
                  device: torch.device) -> None:
         super().__init__(cfg, n, batch_size, seed, device)
-        self.drop_last = cfg.drop_last
+        self.drop_last, self.shuffle = cfg.drop_last, cfg.get("shuffle", True)
         # The split's own order before the first reshuffle, kept on the run's device: a step
         # slices it there; only a reshuffle (once an epoch) copies a permutation over.
         self.order = torch.arange(n, device=device)
@@ -98,8 +100,9 @@ class Epoch(Sampler):
             return None
         end = self.start + self.batch_size
         if self.start >= self.n or (self.drop_last and end > self.n):
-            self.order = self.order[self.to_device(torch.randperm(self.n,
-                                                                  generator=self.generator))]
+            if self.shuffle:
+                self.order = self.order[self.to_device(torch.randperm(
+                    self.n, generator=self.generator))]
             self.start, end = 0, self.batch_size
             self.epoch += 1
         batch = self.order[self.start:end]
@@ -164,6 +167,9 @@ def check_config(sampling: DictConfig) -> None:
     if "drop_last" in sampling:
         check(isinstance(sampling.drop_last, bool), "sampling.drop_last", sampling.drop_last,
               "true (drop the short last batch of an epoch) or false (keep it)")
+    if "shuffle" in sampling:
+        check(isinstance(sampling.shuffle, bool), "sampling.shuffle", sampling.shuffle,
+              "true (a reshuffle per epoch) or false (the split's own order every epoch)")
 
 
 def check_train_metrics(cfg: DictConfig) -> None:
