@@ -176,13 +176,21 @@ def test_gpt2_answer_path_trains_with_the_whole_transformers_gradient(run_cfg):
     assert answer.keys() == whole.keys()
     for name in whole:
         torch.testing.assert_close(answer[name], whole[name], rtol=1e-9, atol=1e-12, msg=name)
-    seen = []  # and it is the answer path: the last MLP sees one position per example
-    model.lm.transformer.h[-1].mlp.register_forward_hook(lambda m, i, o: seen.append(o.shape))
-    model(x)
-    assert seen == [(32, 1, cfg.model.hidden_size)]
+    assert last_mlp_positions(model, x) == 1  # and it is the answer path
     dropout = build_model(run_cfg("experiment=grokfast_mul97", "task.p=23",
                                   "model.dropout=0.1").model, task)
-    assert not dropout.answer_path  # its block is random in training: the whole way
+    assert last_mlp_positions(dropout.train(), x) == x.shape[1]  # dropout: the whole way
+    assert last_mlp_positions(dropout.eval(), x) == 1  # evaluation has none
+
+
+def last_mlp_positions(model, x):
+    """How many positions the last block's MLP computes for `x`."""
+    seen = []
+    hook = model.lm.transformer.h[-1].mlp.register_forward_hook(
+        lambda m, i, o: seen.append(o.shape[1]))
+    model(x)
+    hook.remove()
+    return seen[0]
 
 
 def test_onehot_mlp_reads_one_hot_operands_without_biases(run_cfg):

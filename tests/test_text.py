@@ -245,7 +245,7 @@ def test_cds_imdb_is_the_papers_recipe(run_cfg):
         "adamw", 1e-3, [0.9, 0.999])
     assert (cfg.weight_decay, cfg.alpha, cfg.batch_size) == (0.01, 10.0, 128)
     # their loop: a DataLoader without shuffle, cycled; the short last batch kept; no warmup
-    for preset in ("cds_imdb", "cds_yelp", "cds_natural_instructions"):
+    for preset in ("cds_imdb", "cds_yelp"):
         text = run_cfg(f"experiment={preset}")
         assert (text.sampling.name, text.sampling.shuffle, text.sampling.drop_last,
                 text.optimizer.warmup_steps) == ("epoch", False, False, 0), preset

@@ -21,7 +21,7 @@ residual stream itself. It matters: their main.py's Grokfast-MA run (x·y mod 97
 reaches 95% validation accuracy at step 790 with their Block, and 3% by step 1,000 with
 GPT-2's block in its place.
 
-With `block=grokfast` and no dropout, training and evaluation (no padding mask) take the
+With `block=grokfast`, evaluation and training without dropout (no padding mask) take the
 answer-position path (`LastPosition.answer_logits`): every block but the last runs whole, and
 the last one computes only what the answer reads, its query, attention output and MLP at the
 last position (keys and values at all positions). The loss reads the last position alone, so
@@ -49,12 +49,14 @@ from grok_cli.tasks import TaskData
 class LastPosition(GrokModel):
     """An HF causal LM's logits at the last input position."""
 
-    def __init__(self, lm: GPT2LMHeadModel, answer_path: bool = False) -> None:
+    def __init__(self, lm: GPT2LMHeadModel, answer_path: bool = False,
+                 dropout: bool = False) -> None:
         super().__init__()
-        self.lm, self.answer_path = lm, answer_path
+        self.lm, self.answer_path, self.dropout = lm, answer_path, dropout
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        if self.answer_path and mask is None:
+        # The answer path has no dropout: a model with it trains the whole way.
+        if self.answer_path and mask is None and not (self.training and self.dropout):
             return self.answer_logits(x)
         hidden = self.lm.transformer(input_ids=x, attention_mask=mask).last_hidden_state
         return self.lm.lm_head(hidden[:, -1])
@@ -194,5 +196,4 @@ def build_gpt2(cfg: DictConfig, task: TaskData) -> LastPosition:
         grokfast_init(lm, start)
     if cfg.block == "grokfast":
         normalize_block_inputs(lm)
-    # The answer path has no dropout: a model with it trains and evaluates the whole way.
-    return LastPosition(lm, answer_path=cfg.block == "grokfast" and cfg.dropout == 0)
+    return LastPosition(lm, answer_path=cfg.block == "grokfast", dropout=cfg.dropout > 0)

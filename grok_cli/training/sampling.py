@@ -88,12 +88,12 @@ class Epoch(Sampler):
     def __init__(self, cfg: DictConfig, n: int, batch_size: int | None, seed: int,
                  device: torch.device) -> None:
         super().__init__(cfg, n, batch_size, seed, device)
-        self.drop_last, self.shuffle = cfg.drop_last, cfg.get("shuffle", True)
+        self.drop_last, self.shuffle = cfg.drop_last, cfg.shuffle
         # The split's own order before the first reshuffle, kept on the run's device: a step
         # slices it there; only a reshuffle (once an epoch) copies a permutation over.
         self.order = torch.arange(n, device=device)
         self.start = n  # the position in `order`; n: the next step begins an epoch
-        self.epoch = 0  # reshuffles so far: the epoch of the last batch drawn
+        self.epoch = 0  # epochs begun so far: the epoch of the last batch drawn
 
     def indices(self) -> torch.Tensor | None:
         if self.full_batch:
@@ -200,7 +200,8 @@ def replacement(cfg: DictConfig, n: int, batch_size: int | None, seed: int,
 
 def epoch(cfg: DictConfig, n: int, batch_size: int | None, seed: int,
           device: torch.device) -> Sampler:
-    """sampling=epoch: a reshuffle per epoch, cut into batches in order."""
+    """sampling=epoch: every example once per epoch, cut into batches in order (reshuffled
+    each epoch unless shuffle is false)."""
     return Epoch(cfg, n, batch_size, seed, device)
 
 
