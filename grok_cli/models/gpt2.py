@@ -26,7 +26,8 @@ answer-position path (`LastPosition.answer_logits`): every block but the last ru
 the last one computes only what the answer reads, its query, attention output and MLP at the
 last position (keys and values at all positions). The loss reads the last position alone, so
 this is the same function and the same gradient to float rounding, with ~30% fewer
-operations for a 4-token input (a training step ~1.4× faster on one CPU thread). Otherwise
+operations for a 4-token input (Grokfast-MA at their cadence: 1.04× → 1.44× their main.py's
+steps/s, scripts/bench_peer_grokfast.py). Otherwise
 the whole HF transformer runs, then the last position's hidden state goes through the head.
 """
 
