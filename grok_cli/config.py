@@ -231,6 +231,8 @@ def _validate_top_level(cfg: DictConfig) -> None:
     check_choice("progress", cfg.progress, ("auto", "bar", "log"))
     check_choice("precision", cfg.precision, ("fp32", "bf16"))
     check(isinstance(cfg.compile, bool), "compile", cfg.compile, "true or false")
+    check(isinstance(cfg.flush_denormal, bool), "flush_denormal", cfg.flush_denormal,
+          "true or false")
     for key in ("memorize", "generalize"):
         value = cfg.thresholds[key]
         check(is_number(value) and 0 < value <= 1, f"thresholds.{key}", value,

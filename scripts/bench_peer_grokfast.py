@@ -16,6 +16,10 @@ changes: the wrappers draw no random numbers and touch no tensor the loop uses.
     # steps to 95% test accuracy, seeds x filters, both programs (JSON lines to --out)
     python scripts/bench_peer_grokfast.py reach --peer ... --seeds 0 1 2 3 4 \\
         --filters ma ema [--programs peer grok] --out runs.jsonl
+    # the baseline (no filter, weight decay 0): add --flush-denormal to both, or it slows
+    # several-fold once memorized (subnormal softmax probabilities; grok's flush_denormal)
+    python scripts/bench_peer_grokfast.py reach ... --filters none --seeds 0 --steps 60000 \
+        --flush-denormal
 
 Each measurement is its own process with OMP_NUM_THREADS=1 (and torch.set_num_threads(1));
 the two programs alternate round by round so both see the same machine load, which is
@@ -54,7 +58,8 @@ def load() -> str:
 # ---------------------------------------------------------------- inside the peer's process
 
 
-def run_peer_inside(peer: Path, argv: list[str], target: float, epochs: int) -> dict:
+def run_peer_inside(peer: Path, argv: list[str], target: float, epochs: int,
+                    flush_denormal: bool) -> dict:
     """Run their main.py as `python main.py argv` in this process, watching from outside."""
     import runpy
 
@@ -63,6 +68,7 @@ def run_peer_inside(peer: Path, argv: list[str], target: float, epochs: int) -> 
     import tqdm as tqdm_module
 
     torch.set_num_threads(1)
+    torch.set_flush_denormal(flush_denormal)  # grok's flush_denormal, as the process's mode
     cross_entropy = F.cross_entropy
     seen = {"right": 0, "n": 0}
 
@@ -111,12 +117,14 @@ def peer_run(args: argparse.Namespace, seed: int, filt: str, epochs: int, target
     env = dict(os.environ, OMP_NUM_THREADS="1")
     out = subprocess.run(
         [args.peer_python, __file__, "_inside", "--peer", str(args.peer), "--target",
-         str(target), "--epochs", str(epochs), "--", *argv],
+         str(target), "--epochs", str(epochs),
+         *(["--flush-denormal"] if args.flush_denormal else []), "--", *argv],
         check=True, env=env, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
-def grok_run(seed: int, filt: str, steps: int, target: float | None, extra: list[str]) -> dict:
+def grok_run(args: argparse.Namespace, seed: int, filt: str, steps: int,
+             target: float | None) -> dict:
     spec = FILTERS[filt]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     with tempfile.TemporaryDirectory() as tmp:
@@ -126,7 +134,8 @@ def grok_run(seed: int, filt: str, steps: int, target: float | None, extra: list
              *spec["grok"], f"weight_decay={spec['weight_decay']}", f"seed={seed}",
              f"steps={steps}", f"eval_every={STEPS_PER_EPOCH}", "ckpt_every=100000",
              f"stop.test_acc={'null' if target is None else target}", "progress=log",
-             *extra, f"hydra.run.dir={run}"],
+             f"flush_denormal={str(args.flush_denormal).lower()}", *args.grok_args,
+             f"hydra.run.dir={run}"],
             check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         summary = json.loads((run / "summary.json").read_text())
     return {"reached": summary["generalization_step"], "steps": summary["final"]["step"],
@@ -145,7 +154,7 @@ def speed(args: argparse.Namespace) -> None:
             if program == "peer":
                 r = peer_run(args, 0, args.filter, args.steps // STEPS_PER_EPOCH, 2.0)  # no stop
             else:
-                r = grok_run(0, args.filter, args.steps, None, args.grok_args)
+                r = grok_run(args, 0, args.filter, args.steps, None)
             seen[program].append(r["steps_per_s"])
             print(f"round {round_} {program}: {r['steps_per_s']:.1f} steps/s "
                   f"(load average {load()})", flush=True)
@@ -164,7 +173,7 @@ def reach(args: argparse.Namespace) -> None:
                 if program == "peer":
                     r = peer_run(args, seed, filt, args.steps // STEPS_PER_EPOCH, args.target)
                 else:
-                    r = grok_run(seed, filt, args.steps, args.target, args.grok_args)
+                    r = grok_run(args, seed, filt, args.steps, args.target)
                 r.update(program=program, filter=filt, seed=seed, load=load(),
                          wall_s=round(time.time() - began, 1))
                 print(json.dumps(r), flush=True)
@@ -180,8 +189,10 @@ def main() -> None:
         inner.add_argument("--peer", type=Path, required=True)
         inner.add_argument("--target", type=float, required=True)
         inner.add_argument("--epochs", type=int, required=True)
+        inner.add_argument("--flush-denormal", action="store_true")
         a = inner.parse_args(sys.argv[2:split])
-        result = run_peer_inside(a.peer, sys.argv[split + 1:], a.target, a.epochs)
+        result = run_peer_inside(a.peer, sys.argv[split + 1:], a.target, a.epochs,
+                                 a.flush_denormal)
         sys.stdout = sys.__stdout__
         print(json.dumps(result), flush=True)
         return
@@ -200,6 +211,9 @@ def main() -> None:
                         choices=("peer", "grok"))
     parser.add_argument("--target", type=float, default=0.95)
     parser.add_argument("--out", type=Path, help="reach: append JSON lines here")
+    parser.add_argument("--flush-denormal", action="store_true",
+                        help="both programs treat subnormal floats as 0 (grok's "
+                        "flush_denormal=true; torch.set_flush_denormal in theirs)")
     parser.add_argument("--grok-args", nargs="*", default=[],
                         help="extra `grok run` overrides")
     args = parser.parse_args()
