@@ -68,7 +68,8 @@ def grok_here(*args: str, cwd: Path, check: bool = False) -> subprocess.Complete
 @contextlib.contextmanager
 def torch_defaults() -> Iterator[None]:
     """One thread, as the CLI's (grok_env): two threads on a busy 2-core machine made in-process
-    runs 3-10x slower, and one thread sums in one order. Threads and default dtype come back."""
+    runs 3-10x slower, and one thread sums in one order. Threads and default dtype come back,
+    and subnormal floats (a run with flush_denormal=true flushes them for the process)."""
     import torch
 
     threads, dtype = torch.get_num_threads(), torch.get_default_dtype()
@@ -78,6 +79,7 @@ def torch_defaults() -> Iterator[None]:
     finally:
         torch.set_num_threads(threads)
         torch.set_default_dtype(dtype)
+        torch.set_flush_denormal(False)
 
 
 @pytest.fixture(autouse=True)

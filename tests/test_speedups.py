@@ -114,6 +114,20 @@ def test_a_run_falls_back_cleanly_on_cpu(run_cfg, tmp_path, caplog):
     assert "precision=bf16 compile=True apply on CUDA only: running fp32, eager" in caplog.text
 
 
+def test_flush_denormal_zeroes_subnormal_floats_only(run_cfg, tmp_path):
+    """float32's smallest normal number is 2^-126 = 1.1755e-38: 1e-39 below it reads as 0 in a
+    run with flush_denormal=true, 1e-37 above it is kept; the next run without it keeps both."""
+    def survives(value: float) -> bool:
+        return bool(torch.tensor([value], dtype=torch.float32).mul(1.0).item() != 0)
+
+    assert survives(1e-39) and survives(1e-37)
+    assert run_experiment(run_cfg(*TINY, "steps=10", "flush_denormal=true"),
+                          tmp_path / "flushed") == "completed"
+    assert not survives(1e-39) and survives(1e-37)
+    assert run_experiment(run_cfg(*TINY, "steps=10"), tmp_path / "plain") == "completed"
+    assert survives(1e-39)
+
+
 def test_fast_path_gradients_do_not_depend_on_thread_scheduling(run_cfg):
     """Two threads, repeated backward passes: bit-identical gradients, so a resumed run on a
     multi-core CPU reproduces an uninterrupted one exactly."""

@@ -134,6 +134,7 @@ CASES = [
     ("run", ["threads=many"], "threads='many'", "auto or a positive integer"),
     ("run", ["precision=fp16"], "precision='fp16'", "one of fp32, bf16"),
     ("run", ["compile=maybe"], "compile='maybe'", "true or false"),
+    ("run", ["flush_denormal=1"], "flush_denormal=1", "true or false"),
     ("run", ["task.p=100"], "task.p=100", "a prime number >= 3"),
     ("run", ["task.p=2"], "task.p=2", "a prime number >= 3"),
     ("run", ["task.op=pow"], "task.op='pow'", "one of add, sub, mul, div"),
