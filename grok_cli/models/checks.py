@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from omegaconf import DictConfig
 
 from grok_cli.errors import check, check_positive_int, is_number
@@ -43,3 +45,14 @@ def check_causal_task(cfg: DictConfig, task: TaskData) -> None:
 def check_baseline_sizes(cfg: DictConfig) -> None:
     """Sizes and dropout of the MLP and LSTM baselines."""
     check_sizes(cfg, ("embed_dim", "hidden_size", "num_layers"))
+
+
+def decoder_sizes(cfg: DictConfig, task: TaskData) -> dict[str, Any]:
+    """The keys HF's decoder configs (OpenAIGPTConfig, GPT2Config) share, from the model group
+    and a task checked for them: vocabulary, positions, widths, dropout, init range."""
+    check_causal_task(cfg, task)
+    check_positions(cfg, task)
+    return {"vocab_size": task.vocab_size, "n_positions": cfg.max_positions,
+            "n_embd": cfg.hidden_size, "n_layer": cfg.num_layers, "n_head": cfg.num_heads,
+            "resid_pdrop": cfg.dropout, "embd_pdrop": cfg.dropout, "attn_pdrop": cfg.dropout,
+            "initializer_range": cfg.initializer_range}

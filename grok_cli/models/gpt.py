@@ -15,7 +15,7 @@ from transformers.activations import NewGELUActivation
 from transformers.models.openai.modeling_openai import Block
 
 from grok_cli.models.base import GrokModel, Hook, blocks_mlp, hook_input, hook_output
-from grok_cli.models.checks import check_causal_task, check_positions, check_transformer_shape
+from grok_cli.models.checks import check_transformer_shape, decoder_sizes
 from grok_cli.tasks import TaskData
 
 
@@ -159,18 +159,8 @@ def check_config(cfg: DictConfig) -> None:
 
 
 def build_gpt(cfg: DictConfig, task: TaskData) -> DecoderAnswer:
-    check_causal_task(cfg, task)
-    check_positions(cfg, task)
     config = OpenAIGPTConfig(
-        vocab_size=task.vocab_size,
-        n_positions=cfg.max_positions,
-        n_embd=cfg.hidden_size,
-        n_layer=cfg.num_layers,
-        n_head=cfg.num_heads,
+        **decoder_sizes(cfg, task),
         afn=cfg.activation,
-        resid_pdrop=cfg.dropout,
-        embd_pdrop=cfg.dropout,
-        attn_pdrop=cfg.dropout,
-        initializer_range=cfg.initializer_range,
     )
     return DecoderAnswer(OpenAIGPTLMHeadModel(config))

@@ -43,7 +43,7 @@ from transformers.activations import ACT2FN
 
 from grok_cli.errors import check, check_choice
 from grok_cli.models.base import GrokModel, Hook, blocks_mlp, hook_input, hook_output
-from grok_cli.models.checks import check_causal_task, check_positions, check_transformer_shape
+from grok_cli.models.checks import check_transformer_shape, decoder_sizes
 from grok_cli.tasks import TaskData
 
 
@@ -172,19 +172,9 @@ def check_config(cfg: DictConfig) -> None:
 
 
 def build_gpt2(cfg: DictConfig, task: TaskData) -> LastPosition:
-    check_causal_task(cfg, task)
-    check_positions(cfg, task)
     config = GPT2Config(
-        vocab_size=task.vocab_size,
-        n_positions=cfg.max_positions,
-        n_embd=cfg.hidden_size,
-        n_layer=cfg.num_layers,
-        n_head=cfg.num_heads,
+        **decoder_sizes(cfg, task),
         activation_function=cfg.activation,
-        resid_pdrop=cfg.dropout,
-        embd_pdrop=cfg.dropout,
-        attn_pdrop=cfg.dropout,
-        initializer_range=cfg.initializer_range,
         tie_word_embeddings=cfg.tie_embeddings,
         bos_token_id=None,  # GPT-2's 50256 is outside these vocabularies
         eos_token_id=None,
