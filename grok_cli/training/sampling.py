@@ -30,10 +30,6 @@ from grok_cli import registry
 from grok_cli.errors import check, check_choice
 
 GENERATORS = ("own", "global")
-# The keys of sampling=epoch alone, and what each allows.
-EPOCH_KEYS = {"drop_last": "true (drop the short last batch of an epoch) or false (keep it)",
-              "shuffle": "true (a reshuffle per epoch) or false (the split's own order every "
-                         "epoch)"}
 
 
 class Sampler:
@@ -168,11 +164,12 @@ class EpochMetrics:
 def check_config(sampling: DictConfig) -> None:
     """The sampling group alone, before anything is built (config.validate_run_config)."""
     check_choice("sampling.generator", sampling.generator, GENERATORS)
-    for key, allowed in EPOCH_KEYS.items():
-        if key in sampling:  # `+sampling.shuffle=false` on draws with replacement would do nothing
-            check(sampling.get("name") == "epoch", f"sampling.{key}", sampling[key],
-                  "only with sampling=epoch (draws with replacement have no epochs)")
-            check(isinstance(sampling[key], bool), f"sampling.{key}", sampling[key], allowed)
+    if "drop_last" in sampling:
+        check(isinstance(sampling.drop_last, bool), "sampling.drop_last", sampling.drop_last,
+              "true (drop the short last batch of an epoch) or false (keep it)")
+    if "shuffle" in sampling:
+        check(isinstance(sampling.shuffle, bool), "sampling.shuffle", sampling.shuffle,
+              "true (a reshuffle per epoch) or false (the split's own order every epoch)")
 
 
 def check_train_metrics(cfg: DictConfig) -> None:
