@@ -24,7 +24,7 @@ from grok_cli.errors import (
     is_int,
     is_number,
 )
-from grok_cli.threads import check_threads
+from grok_cli.threads import check_flush_threads, check_threads
 
 
 def conf_dir() -> Path:
@@ -233,6 +233,8 @@ def _validate_top_level(cfg: DictConfig) -> None:
     check(isinstance(cfg.compile, bool), "compile", cfg.compile, "true or false")
     check(isinstance(cfg.flush_denormal, bool), "flush_denormal", cfg.flush_denormal,
           "true or false")
+    if is_int(cfg.threads) and cfg.device == "cpu":  # auto: the run checks what it gave
+        check_flush_threads(cfg.flush_denormal, cfg.threads)
     for key in ("memorize", "generalize"):
         value = cfg.thresholds[key]
         check(is_number(value) and 0 < value <= 1, f"thresholds.{key}", value,

@@ -130,3 +130,11 @@ def apply_threads(value: Any, model: Any, device: Any, hydra_cfg: Any = None) ->
         torch.set_num_threads(threads)
     log.info("threads: %d (%s)", threads, why)
     return threads
+
+
+def check_flush_threads(flush: bool, threads: int) -> None:
+    """flush_denormal=true needs one CPU thread (config.py checks an explicit `threads=N`
+    before anything runs; a run checks what `threads=auto` gave it)."""
+    check(not flush or threads == 1, "flush_denormal", True,
+          f"true with one CPU thread (threads=1; this run would have {threads}): the mode is "
+          "per thread, and torch's worker threads keep theirs")

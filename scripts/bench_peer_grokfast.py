@@ -16,9 +16,9 @@ changes: the wrappers draw no random numbers and touch no tensor the loop uses.
     # steps to 95% test accuracy, seeds x filters, both programs (JSON lines to --out)
     python scripts/bench_peer_grokfast.py reach --peer ... --seeds 0 1 2 3 4 \\
         --filters ma ema [--programs peer grok] --out runs.jsonl
-    # the baseline (no filter, weight decay 0): add --flush-denormal to both, or it slows
+    # the baseline (no filter, weight decay 0): --flush-denormal for both, or each slows
     # several-fold once memorized (subnormal softmax probabilities; grok's flush_denormal)
-    python scripts/bench_peer_grokfast.py reach ... --filters none --seeds 0 --steps 60000 \
+    python scripts/bench_peer_grokfast.py reach ... --filters none --seeds 0 --steps 60000 \\
         --flush-denormal
 
 Each measurement is its own process with OMP_NUM_THREADS=1 (and torch.set_num_threads(1));
@@ -174,7 +174,8 @@ def reach(args: argparse.Namespace) -> None:
                     r = peer_run(args, seed, filt, args.steps // STEPS_PER_EPOCH, args.target)
                 else:
                     r = grok_run(args, seed, filt, args.steps, args.target)
-                r.update(program=program, filter=filt, seed=seed, load=load(),
+                r.update(program=program, filter=filt, seed=seed,
+                         flush_denormal=args.flush_denormal, load=load(),
                          wall_s=round(time.time() - began, 1))
                 print(json.dumps(r), flush=True)
                 if args.out:

@@ -8,7 +8,7 @@ import logging
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import TINY
+from conftest import TINY, grok_here
 
 from grok_cli.models import build_model, gpt, rescale
 from grok_cli.models.gpt import build_gpt
@@ -108,7 +108,7 @@ def test_gpu_switches_are_no_ops_on_cpu(run_cfg):
 
 
 def test_a_run_falls_back_cleanly_on_cpu(run_cfg, tmp_path, caplog):
-    cfg = run_cfg(*TINY, "steps=10", "precision=bf16", "compile=true")
+    cfg = run_cfg(*TINY, "steps=10", "device=cpu", "precision=bf16", "compile=true")
     with caplog.at_level(logging.INFO, logger="grok"):
         assert run_experiment(cfg, tmp_path / "run") == "completed"
     assert "precision=bf16 compile=True apply on CUDA only: running fp32, eager" in caplog.text
@@ -121,11 +121,23 @@ def test_flush_denormal_zeroes_subnormal_floats_only(run_cfg, tmp_path):
         return bool(torch.tensor([value], dtype=torch.float32).mul(1.0).item() != 0)
 
     assert survives(1e-39) and survives(1e-37)
-    assert run_experiment(run_cfg(*TINY, "steps=10", "flush_denormal=true"),
+    assert run_experiment(run_cfg(*TINY, "steps=10", "device=cpu", "flush_denormal=true"),
                           tmp_path / "flushed") == "completed"
     assert not survives(1e-39) and survives(1e-37)
-    assert run_experiment(run_cfg(*TINY, "steps=10"), tmp_path / "plain") == "completed"
+    assert run_experiment(run_cfg(*TINY, "steps=10", "device=cpu"),
+                          tmp_path / "plain") == "completed"
     assert survives(1e-39)
+
+
+def test_flush_denormal_on_two_threads_is_refused_and_writes_nothing(tmp_path):
+    """Torch's worker threads keep their own mode: half of a 2-thread op would stay subnormal."""
+    result = grok_here("run", *TINY, "device=cpu", "threads=2", "flush_denormal=true",
+                       f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: flush_denormal=true is not allowed: true with one CPU thread (threads=1; this "
+        "run would have 2): the mode is per thread, and torch's worker threads keep theirs"]
+    assert not (tmp_path / "run").exists()
 
 
 def test_fast_path_gradients_do_not_depend_on_thread_scheduling(run_cfg):

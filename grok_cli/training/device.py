@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from grok_cli.errors import GrokError
+from grok_cli.threads import check_flush_threads
 
 if TYPE_CHECKING:
     from grok_cli.training.sampling import Sampler
@@ -40,16 +41,10 @@ def effective_precision(cfg: DictConfig) -> str:
 
 def accelerate(model: nn.Module, cfg: DictConfig, device: torch.device) -> None:
     """The GPU-only switches `precision=bf16` and `compile=true`; on a CPU both are no-ops.
-    And the CPU-only one, `flush_denormal`, set either way (it is the process's: a run in a
-    process that ran another must not inherit it).
 
     Both act on the module in place, so its state_dict (and checkpoints) keep their keys.
     bf16 autocast changes the numbers (opt-in); torch.compile does not, beyond rounding.
     """
-    # x86 computes with subnormal floats through a slow microcode path (a cross-entropy step
-    # with 17% of its softmax probabilities below 1.2e-38: 11.6 against 2.9 ms, one thread):
-    # a run memorized to loss ~1e-8 slows several-fold. Torch's intra-op threads follow it.
-    torch.set_flush_denormal(device.type == "cpu" and cfg.get("flush_denormal", False))
     precision, compile_ = cfg.precision, cfg.get("compile", False)
     if device.type != "cuda":
         if precision != "fp32" or compile_:
@@ -60,6 +55,25 @@ def accelerate(model: nn.Module, cfg: DictConfig, device: torch.device) -> None:
         model.forward = torch.autocast("cuda", dtype=torch.bfloat16)(model.forward)
     if compile_:
         model.compile()
+
+
+def set_flush_denormal(cfg: DictConfig, device: torch.device, threads: int) -> None:
+    """The CPU-only switch `flush_denormal`: subnormal floats (below 1.2e-38) count as 0, or
+    not; set either way, since the mode is the process's and a run must not inherit another's.
+
+    x86 computes with subnormal floats through a slow microcode path (a cross-entropy step
+    with 17% of its softmax probabilities subnormal: 11.6 against 2.9 ms, one thread), so a
+    run memorized to a loss of ~1e-8 slows several-fold. The mode is per thread: torch's
+    intra-op workers, once started, keep theirs (half of a 2-thread op stayed subnormal), so
+    a flushing run computes on one thread.
+    """
+    flush = bool(cfg.get("flush_denormal", False))
+    if flush and device.type != "cpu":
+        log.info("flush_denormal=true applies on a CPU only: %s keeps subnormal floats", device)
+    flush = flush and device.type == "cpu"
+    check_flush_threads(flush, threads)
+    if not torch.set_flush_denormal(flush) and flush:
+        log.warning("flush_denormal=true: this CPU cannot flush subnormal floats; they stay")
 
 
 def rng_state(sampler: Sampler) -> dict[str, Any]:
