@@ -57,10 +57,6 @@ VALIDATE = {"run": validate_run, "sweep": validate_sweep, "cds": validate_cds, "
             "fourier": validate_fourier}
 
 
-def elsewhere(path: str, why: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, reason=f"{why}: the fix lies in {path}")
-
-
 def reported(command: str, overrides: list[str]) -> str:
     """The one line `grok <command> <overrides>` reports, found in-process."""
     config_name = commands()[command].config_name
@@ -193,7 +189,6 @@ def test_missing_or_misplaced_data_files(run_cfg, tmp_path):
             build_task(cfg)
 
 
-@elsewhere("grok_cli/tasks/text.py", "datasets logs its own lines before the error")
 def test_an_unreadable_data_file_prints_only_the_error(run_cfg, tmp_path, capfd):
     from grok_cli.errors import GrokError
     from grok_cli.tasks import build_task

@@ -213,14 +213,18 @@ def _offline(offline: bool):
 
 @contextmanager
 def _quiet_datasets():
-    """No `Generating train split` bars in run logs; datasets' progress is not ours to show."""
+    """No `Generating train split` bars in run logs, and no lines of datasets' own before ours:
+    a file it cannot parse is reported once, as our one-line error naming the key."""
     import datasets
 
     was_enabled = datasets.utils.logging.is_progress_bar_enabled()
+    verbosity = datasets.utils.logging.get_verbosity()
     datasets.utils.logging.disable_progress_bar()
+    datasets.utils.logging.set_verbosity(logging.CRITICAL)
     try:
         yield
     finally:
+        datasets.utils.logging.set_verbosity(verbosity)
         if was_enabled:
             datasets.utils.logging.enable_progress_bar()
 
