@@ -195,9 +195,15 @@ def test_an_unreadable_data_file_prints_only_the_error(run_cfg, tmp_path, capfd)
 
     garbage = tmp_path / "train.jsonl"
     garbage.write_bytes(b"\x00\x01 not json")
-    with pytest.raises(GrokError, match="task.data_files.train="):
-        build_task(run_cfg("task=imdb", f"task.data_files.train={garbage}",
-                           "tokenizer=wordpiece", f"task.cache_dir={tmp_path / 'cache'}"))
+    bad_csv = tmp_path / "train.csv"  # a quote that never closes
+    bad_csv.write_text('text,label\n"a,1\nb,2\n')
+    for path, says in ((garbage, "could not be read as jsonl: "),
+                       (bad_csv, "could not be read as csv: ParserError: Error tokenizing data")):
+        with pytest.raises(GrokError, match=f"task.data_files.train='{path}' {says}") as err:
+            build_task(run_cfg("task=imdb", f"task.data_files.train={path}",
+                               "tokenizer=wordpiece", f"task.cache_dir={tmp_path / 'cache'}"))
+        # the parser's own words, not datasets' wrapper ("An error occurred while generating")
+        assert "DatasetGenerationError" not in str(err.value)
     assert capfd.readouterr().err == ""
 
 

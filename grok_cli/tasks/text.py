@@ -137,11 +137,13 @@ def _read_file(key: str, path_value: str, task: DictConfig, cache_dir: Path) -> 
     import datasets
 
     try:
-        with _quiet_datasets():
+        with _quiet_datasets(logs=True):  # its ERROR line would come before ours
             table = datasets.load_dataset(FILE_BUILDERS[path.suffix.lower()],
                                           data_files=str(path.resolve()), split="train",
                                           cache_dir=str(cache_dir / "datasets"))
     except Exception as err:  # parse errors come in many types, all the user's file
+        while (inner := err.__cause__ or err.__context__) is not None:
+            err = inner  # the parser's own words, not datasets' "An error occurred ..."
         raise GrokError(f"{key}={str(path_value)!r} could not be read as "
                         f"{path.suffix.lower()[1:]}: {type(err).__name__}: "
                         f"{str(err).splitlines()[0] if str(err) else ''}") from None
@@ -212,15 +214,17 @@ def _offline(offline: bool):
 
 
 @contextmanager
-def _quiet_datasets():
-    """No `Generating train split` bars in run logs, and no lines of datasets' own before ours:
-    a file it cannot parse is reported once, as our one-line error naming the key."""
+def _quiet_datasets(logs: bool = False):
+    """No `Generating train split` bars in run logs; with `logs`, none of datasets' log lines
+    either (a local file: its parse error is ours to report, once, naming the key; the hub's
+    keep theirs, e.g. that a cached version is used)."""
     import datasets
 
     was_enabled = datasets.utils.logging.is_progress_bar_enabled()
     verbosity = datasets.utils.logging.get_verbosity()
     datasets.utils.logging.disable_progress_bar()
-    datasets.utils.logging.set_verbosity(logging.CRITICAL)
+    if logs:
+        datasets.utils.logging.set_verbosity(logging.CRITICAL)
     try:
         yield
     finally:
