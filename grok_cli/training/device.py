@@ -57,7 +57,7 @@ def accelerate(model: nn.Module, cfg: DictConfig, device: torch.device) -> None:
         model.compile()
 
 
-def set_flush_denormal(cfg: DictConfig, device: torch.device, threads: int) -> None:
+def apply_flush_denormal(cfg: DictConfig, device: torch.device, threads: int) -> None:
     """The CPU-only switch `flush_denormal`: subnormal floats (below 1.2e-38) count as 0, or
     not; set either way, since the mode is the process's and a run must not inherit another's.
 
@@ -67,10 +67,10 @@ def set_flush_denormal(cfg: DictConfig, device: torch.device, threads: int) -> N
     intra-op workers, once started, keep theirs (half of a 2-thread op stayed subnormal), so
     a flushing run computes on one thread.
     """
-    flush = bool(cfg.get("flush_denormal", False))
-    if flush and device.type != "cpu":
+    wanted = bool(cfg.get("flush_denormal", False))
+    flush = wanted and device.type == "cpu"
+    if wanted and not flush:
         log.info("flush_denormal=true applies on a CPU only: %s keeps subnormal floats", device)
-    flush = flush and device.type == "cpu"
     check_flush_threads(flush, threads)
     if not torch.set_flush_denormal(flush) and flush:
         log.warning("flush_denormal=true: this CPU cannot flush subnormal floats; they stay")

@@ -31,7 +31,7 @@ from grok_cli.models import build_model, l2_norm, l2_norm_of, rescale
 from grok_cli.runfolder import last_checkpoint
 from grok_cli.tasks import Split, TaskData, build_task
 from grok_cli.threads import apply_threads
-from grok_cli.training.device import accelerate, resolve_device, rng_state, set_flush_denormal
+from grok_cli.training.device import accelerate, apply_flush_denormal, resolve_device, rng_state
 from grok_cli.training.sampling import Sampler, build_sampler, build_train_metrics
 
 
@@ -73,7 +73,7 @@ def build_member(cfg: DictConfig, run_dir: Path) -> Member:
     init both rely on)."""
     device = resolve_device(cfg.device)
     task, model = build_task_and_model(cfg, device)
-    set_flush_denormal(cfg, device, apply_threads(cfg.get("threads", "auto"), model, device))
+    apply_flush_denormal(cfg, device, apply_threads(cfg.get("threads", "auto"), model, device))
     rescale(model, cfg.alpha)
     model.to(device).train()
     # Built right after the init (a `generator: global` sampler continues torch's stream from
